@@ -1,0 +1,204 @@
+# cnnc — an ahead-of-time compiler for convolutional networks.
+#
+#   make            build/cnnc, build/libcnnrt.a, build/libcnnrt.so
+#   make deps       install the Debian packages the build, tests and demo need
+#   make check      unit + end-to-end tests (installs what it needs first)
+#   make asan       the test suite under AddressSanitizer + UBSan
+#   make demo       compile examples/lenet5.cnn and train it on Fashion-MNIST
+#   make examples   compile every example into generated/
+#   make bench      measure speed beside PyTorch and write BENCHMARKS.md
+#   make install    PREFIX=/usr/local
+#
+# `check`, `demo`, `examples` and `bench` first run `make deps`, then call
+# make again, so that flags computed from llvm-config and pkg-config are
+# evaluated after the packages exist: each works as the only command on a
+# fresh Debian 12 machine.
+
+CC          ?= cc
+LLVM_CONFIG ?= llvm-config-19
+BUILD       ?= build
+PREFIX      ?= /usr/local
+OPT         ?= -O2 -g
+SANITIZE    ?=
+
+# Packages: the build, the tests, the demo, the benchmark.
+DEPS_BUILD = gcc make flex bison llvm-19-dev check pkg-config zlib1g-dev libjansson-dev
+DEPS_CHECK = $(DEPS_BUILD)
+DEPS_DEMO  = $(DEPS_BUILD) dataset-fashion-mnist
+DEPS_BENCH = $(DEPS_DEMO) python3-torch python3-numpy
+
+WARN     = -Wall -Wextra
+CSTD     = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+CFLAGS  ?=
+ALL_CFLAGS = $(CSTD) $(WARN) $(OPT) $(SANITIZE) $(CFLAGS)
+
+LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-D_GNU_SOURCE//')
+LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags --libs 2>/dev/null) \
+               -Wl,-rpath,$(shell $(LLVM_CONFIG) --libdir 2>/dev/null)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
+RT_LIBS      = -ljansson -lz -lm -lpthread -ldl
+
+# ---- sources ---------------------------------------------------------------
+
+DSL_SRCS  = dsl/source.c dsl/ast.c dsl/parse.c
+DSL_GEN   = $(BUILD)/dsl/parser.c $(BUILD)/dsl/lexer.c
+COMP_SRCS = $(filter-out compiler/main.c,$(wildcard compiler/*.c))
+RT_SRCS   = $(wildcard runtime/*.c)
+
+DSL_OBJS  = $(DSL_SRCS:%.c=$(BUILD)/%.o) $(DSL_GEN:.c=.o)
+COMP_OBJS = $(COMP_SRCS:%.c=$(BUILD)/%.o)
+RT_OBJS   = $(RT_SRCS:%.c=$(BUILD)/%.o)
+
+INCLUDES  = -Idsl -I$(BUILD)/dsl -Icompiler -Iruntime
+
+.PHONY: all deps check check-run asan demo demo-run examples examples-run bench \
+        bench-run install clean
+.DELETE_ON_ERROR:
+
+all: $(BUILD)/cnnc $(BUILD)/libcnnrt.a $(BUILD)/libcnnrt.so
+
+# ---- dependencies ------------------------------------------------------------
+
+# Install whatever of $(1) is missing (apt-get, as root or through sudo).
+define install_deps
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing || \
+	  { $$SUDO apt-get update -q && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }; \
+	fi
+endef
+
+deps:
+	$(call install_deps,$(sort $(DEPS_CHECK) $(DEPS_DEMO) $(DEPS_BENCH)))
+
+deps-check:
+	$(call install_deps,$(DEPS_CHECK))
+deps-demo:
+	$(call install_deps,$(DEPS_DEMO))
+deps-bench:
+	$(call install_deps,$(DEPS_BENCH))
+
+# ---- the compiler ------------------------------------------------------------
+
+$(BUILD)/dsl/parser.c $(BUILD)/dsl/parser.h: dsl/parser.y
+	@mkdir -p $(BUILD)/dsl
+	bison -Wall -d -o $(BUILD)/dsl/parser.c $<
+
+$(BUILD)/dsl/lexer.c $(BUILD)/dsl/lexer.h: dsl/lexer.l $(BUILD)/dsl/parser.h
+	@mkdir -p $(BUILD)/dsl
+	flex --header-file=$(BUILD)/dsl/lexer.h -o $(BUILD)/dsl/lexer.c $<
+
+$(BUILD)/dsl/%.o: $(BUILD)/dsl/%.c
+	$(CC) $(ALL_CFLAGS) $(INCLUDES) -c $< -o $@
+
+$(BUILD)/dsl/parse.o: dsl/parse.c $(BUILD)/dsl/parser.h $(BUILD)/dsl/lexer.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(INCLUDES) -c $< -o $@
+
+$(BUILD)/dsl/%.o: dsl/%.c dsl/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(INCLUDES) -c $< -o $@
+
+$(BUILD)/compiler/%.o: compiler/%.c compiler/*.h compiler/*.def dsl/*.h runtime/cnn_model.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LLVM_CFLAGS) $(INCLUDES) -c $< -o $@
+
+$(BUILD)/libcnnc.a: $(DSL_OBJS) $(COMP_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/cnnc: $(BUILD)/compiler/main.o $(BUILD)/libcnnc.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LLVM_LIBS) -ljansson -lm
+
+# ---- the runtime -------------------------------------------------------------
+
+# One set of position-independent objects serves both libraries and the
+# training executables (Debian links executables as PIE).
+$(BUILD)/runtime/%.o: runtime/%.c runtime/*.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -Iruntime -c $< -o $@
+
+$(BUILD)/libcnnrt.a: $(RT_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libcnnrt.so: $(RT_OBJS)
+	$(CC) $(ALL_CFLAGS) -shared -o $@ $^ $(RT_LIBS)
+
+# ---- tests -------------------------------------------------------------------
+
+TEST_SRCS = $(wildcard tests/test_*.c)
+TEST_BINS = $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+# Support code linked into the compiler-side tests (the reference
+# interpreter and helpers); tests/rt_*.c belong to the runtime tests only.
+TEST_SUPPORT = $(filter-out $(TEST_SRCS) tests/rt_%.c,$(wildcard tests/*.c))
+
+# The runtime's own tests link the runtime alone, with a hand-written model.
+$(BUILD)/tests/test_runtime: tests/test_runtime.c $(wildcard tests/rt_*.c) tests/*.h $(BUILD)/libcnnrt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Iruntime -Itests -o $@ \
+	  $< $(wildcard tests/rt_*.c) $(BUILD)/libcnnrt.a $(CHECK_LIBS) $(RT_LIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) tests/*.h $(BUILD)/libcnnc.a $(BUILD)/libcnnrt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) $(LLVM_CFLAGS) $(INCLUDES) -Itests -o $@ \
+	  $< $(TEST_SUPPORT) $(BUILD)/libcnnc.a $(BUILD)/libcnnrt.a \
+	  $(CHECK_LIBS) $(LLVM_LIBS) $(RT_LIBS)
+
+check: deps-check
+	@$(MAKE) --no-print-directory check-run
+
+check-run: all $(TEST_BINS)
+	@set -e; for t in $(TEST_BINS); do \
+	  echo "== $$t"; CNNC=$(BUILD)/cnnc CNNRT_DIR=$(BUILD) $$t; done
+	@sh tests/golden.sh $(BUILD)/cnnc
+	@echo "make check: all tests passed"
+
+asan: deps-check
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  check-run
+
+# ---- examples, demo, benchmark -----------------------------------------------
+
+EXAMPLES = $(wildcard examples/*.cnn)
+
+examples: deps-check
+	@$(MAKE) --no-print-directory examples-run
+
+examples-run: all
+	@set -e; for f in $(EXAMPLES); do \
+	  n=$$(basename $$f .cnn); echo "cnnc $$f -> generated/$$n.{so,h,ll,dot}"; \
+	  $(BUILD)/cnnc $$f -o generated/$$n.so; \
+	  $(BUILD)/cnnc $$f --emit llvm -o generated/$$n.ll; \
+	  $(BUILD)/cnnc $$f --emit dot -o generated/$$n.dot; \
+	done
+
+DEMO_EPOCHS ?= 5
+demo: deps-demo
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run: all
+	$(BUILD)/cnnc examples/lenet5.cnn --emit exe -o $(BUILD)/lenet5-train
+	$(BUILD)/lenet5-train --data /usr/share/datasets/fashion-mnist --epochs $(DEMO_EPOCHS)
+
+bench: deps-bench
+	@$(MAKE) --no-print-directory bench-run
+
+bench-run: all
+	sh tests/bench/run.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/cnnc $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(BUILD)/cnnc $(DESTDIR)$(PREFIX)/bin/cnnc
+	install -m 644 $(BUILD)/libcnnrt.a $(BUILD)/libcnnrt.so $(DESTDIR)$(PREFIX)/lib/cnnc/
+	install -m 644 runtime/cnn_model.h runtime/cnnrt.h $(DESTDIR)$(PREFIX)/include/
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,85 @@
+/*
+ * cnnc.h — the compiler's passes and driver interface.
+ *
+ *   .cnn ──dsl_parse──▶ AST ──sema_network──▶ network
+ *        ──graph_build──▶ graph IR ──graph_autodiff──▶ train graph
+ *        ──memplan──▶ arena offsets ──lower_graph──▶ loop IR
+ *        ──codegen──▶ LLVM module ──target machine──▶ object ──cc──▶ .so / exe
+ *
+ * cnnc_unit carries one compilation through these stages; cnnc_frontend
+ * runs everything up to the loop IR, cnnc_emit writes what --emit asks
+ * for.  Tests use the same calls as the driver (compiler/main.c).
+ */
+#ifndef CNNC_H
+#define CNNC_H
+
+#include "graph.h"
+#include "loop.h"
+#include "options.h"
+
+#define CNNC_VERSION "0.1.0"
+
+/* sema.c */
+network *sema_network(const ast_file *f, arena *a, diag *d);
+void network_free(network *net);
+extern const call_spec sema_initializers[];
+
+/* memplan.c: give every arena value of g a 64-byte aligned offset.  With
+ * reuse, values whose lifetimes do not overlap share memory; without, every
+ * value gets its own.  Returns the arena size in bytes. */
+int64_t memplan(ir_graph *g, int reuse);
+
+typedef enum emit_kind {
+    EMIT_SO,      /* shared library + header (default) */
+    EMIT_OBJ,     /* object file */
+    EMIT_LLVM,    /* LLVM IR text */
+    EMIT_ASM,     /* assembly */
+    EMIT_HEADER,  /* the C header only */
+    EMIT_EXE,     /* training executable */
+    EMIT_IR,      /* graph IR text */
+    EMIT_DOT,     /* graph IR as Graphviz */
+    EMIT_LOOPS,   /* loop IR text */
+    EMIT_SUMMARY, /* layer table */
+} emit_kind;
+
+typedef struct cnnc_options {
+    const char *input;       /* .cnn path */
+    const char *output;      /* NULL: derived from input */
+    emit_kind emit;
+    int opt_level;           /* 0..3 */
+    const char *target;      /* LLVM triple, NULL = host */
+    const char *cpu;         /* NULL = host CPU (or generic for cross targets) */
+    int batch;               /* > 0 overrides the train block */
+    const char *runtime_dir; /* where libcnnrt.a lives, NULL = next to cnnc */
+    int verbose;
+} cnnc_options;
+
+typedef struct cnnc_unit {
+    arena a;
+    diag d;
+    const cnnc_options *opt;
+    src_file *src;
+    ast_file *ast;
+    network *net;
+    ir_graph *train;         /* forward + loss + backward */
+    ir_graph *infer;         /* forward in evaluation mode */
+    lprogram *train_prog;
+    lprogram *infer_prog;
+    int64_t train_arena;     /* bytes the train step needs */
+    int64_t infer_arena;     /* bytes the forward pass needs */
+    int64_t arena_bytes;     /* max of the two: one arena serves both */
+} cnnc_unit;
+
+/* Parse and check the source (text, or the file opt->input when text is
+ * NULL), build and differentiate the graphs, plan memory, lower to loops.
+ * Errors are printed to diag_out; returns 0 or -1. */
+int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE *diag_out);
+void cnnc_unit_free(cnnc_unit *u);
+
+/* codegen.c: write what opt->emit asks for to path; 0 or -1 (message printed). */
+int cnnc_emit(cnnc_unit *u, emit_kind emit, const char *path);
+
+/* header.c: the C header of the generated entry points. */
+void header_write(FILE *out, const cnnc_unit *u);
+
+#endif

@@ -1,0 +1,464 @@
+/*
+ * codegen.c — the LLVM module of a network, and the files made from it.
+ *
+ * The module holds, for a network NAME:
+ *
+ *   - one internal function per kernel of the train and forward programs
+ *     (llvm_emit.c);
+ *   - the entry points NAME_train_step and NAME_forward (cnn_model.h
+ *     gives their contract): clamp n to [0, batch], read params, grads and
+ *     arena from the cnn_ctx, build the frame the kernels take, call the
+ *     kernels in order;
+ *   - the descriptor NAME_model of type cnn_model_desc, and `cnn_model`,
+ *     a weak alias of it with a fixed name for dlsym();
+ *   - for a training executable, main(), which hands over to the runtime's
+ *     cnn_train_main.
+ *
+ * The module is verified, optimized with LLVM's standard pipeline at the
+ * requested level (with the target machine, so it vectorizes for the real
+ * CPU), and written as LLVM IR, assembly or an object; shared libraries and
+ * executables are linked by the target's C compiler driver.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include "codegen.h"
+
+extern char **environ;
+
+static void cg_types(cg *c)
+{
+    c->i1 = LLVMInt1TypeInContext(c->ctx);
+    c->i8 = LLVMInt8TypeInContext(c->ctx);
+    c->i32 = LLVMInt32TypeInContext(c->ctx);
+    c->i64 = LLVMInt64TypeInContext(c->ctx);
+    c->f32 = LLVMFloatTypeInContext(c->ctx);
+    c->f64 = LLVMDoubleTypeInContext(c->ctx);
+    c->ptr = LLVMPointerTypeInContext(c->ctx, 0);
+    c->void_t = LLVMVoidTypeInContext(c->ctx);
+    LLVMTypeRef frame[FR_COUNT] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr, c->ptr, c->i64};
+    c->frame = LLVMStructCreateNamed(c->ctx, "frame");
+    LLVMStructSetBody(c->frame, frame, FR_COUNT, 0);
+    LLVMTypeRef kparams[1] = {c->ptr};
+    c->kernel_fn = LLVMFunctionType(c->void_t, kparams, 1, 0);
+    /* struct cnn_ctx: abi, reserved, model, params, grads, arena, pool,
+     * parallel_for, seed, step */
+    LLVMTypeRef ctx[CTX_COUNT] = {c->i32, c->i32, c->ptr, c->ptr, c->ptr,
+                                  c->ptr, c->ptr, c->ptr, c->i64, c->i64};
+    c->ctx_t = LLVMStructCreateNamed(c->ctx, "cnn_ctx");
+    LLVMStructSetBody(c->ctx_t, ctx, CTX_COUNT, 0);
+}
+
+/* A private constant C string; returns its address. */
+static LLVMValueRef cstr(cg *c, const char *s)
+{
+    size_t len = strlen(s);
+    LLVMValueRef init = LLVMConstStringInContext(c->ctx, s, (unsigned)len, 0);
+    LLVMValueRef g = LLVMAddGlobal(c->mod, LLVMTypeOf(init), ".str");
+    LLVMSetInitializer(g, init);
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
+    return g;
+}
+
+static LLVMValueRef i32c(cg *c, int64_t v)
+{
+    return LLVMConstInt(c->i32, (unsigned long long)v, 1);
+}
+
+static LLVMValueRef i64c(cg *c, int64_t v)
+{
+    return LLVMConstInt(c->i64, (unsigned long long)v, 1);
+}
+
+/* A symbol-safe version of a kernel name ("conv1.grad_input" -> "conv1_grad_input"). */
+static char *symbol(const char *prefix, int index, const char *name)
+{
+    char *s = malloc(strlen(prefix) + strlen(name) + 24);
+    sprintf(s, "%s%d_%s", prefix, index, name);
+    for (char *q = s; *q; q++)
+        if (!(*q == '_' || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+              (*q >= '0' && *q <= '9')))
+            *q = '_';
+    return s;
+}
+
+/* Emit the entry point `ret name(ptr ctx, ptr a, ptr b, i32 n)`: clamp n,
+ * build the frame, run the kernels of p.  Train steps return the loss. */
+static void emit_entry(cg *c, const cnnc_unit *u, const lprogram *p, const char *name, int train)
+{
+    LLVMTypeRef params[4] = {c->ptr, c->ptr, c->ptr, c->i32};
+    LLVMTypeRef ret = train ? c->f32 : c->void_t;
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(ret, params, 4, 0));
+    LLVMValueRef *kernels = malloc(sizeof *kernels * (size_t)(p->nkernels + 1));
+    for (int i = 0; i < p->nkernels; i++) {
+        char *sym = symbol(train ? "train_k" : "fwd_k", i, p->kernels[i].name);
+        kernels[i] = emit_kernel(c, p, &p->kernels[i], sym);
+        free(sym);
+    }
+    LLVMBuilderRef b = c->b;
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, fn, "entry");
+    LLVMBasicBlockRef empty = LLVMAppendBasicBlockInContext(c->ctx, fn, "empty");
+    LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(c->ctx, fn, "run");
+    LLVMPositionBuilderAtEnd(b, entry);
+    LLVMValueRef ctx = LLVMGetParam(fn, 0);
+    LLVMValueRef n = LLVMBuildSExt(b, LLVMGetParam(fn, 3), c->i64, "n");
+    LLVMValueRef batch = i64c(c, u->net->batch);
+    n = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, n, batch, ""), batch, n, "");
+    LLVMValueRef nonpos = LLVMBuildICmp(b, LLVMIntSLE, n, i64c(c, 0), "");
+    LLVMValueRef frame = LLVMBuildAlloca(b, c->frame, "frame");
+    LLVMBuildCondBr(b, nonpos, empty, run);
+    LLVMPositionBuilderAtEnd(b, empty);
+    if (train)
+        LLVMBuildRet(b, LLVMConstReal(c->f32, 0.0));
+    else
+        LLVMBuildRetVoid(b);
+    LLVMPositionBuilderAtEnd(b, run);
+    static const int from_ctx[3][2] = {{FR_PARAMS, CTX_PARAMS}, {FR_GRADS, CTX_GRADS},
+                                       {FR_ARENA, CTX_ARENA}};
+    for (int i = 0; i < 3; i++) {
+        LLVMValueRef src = LLVMBuildStructGEP2(b, c->ctx_t, ctx, (unsigned)from_ctx[i][1], "");
+        LLVMValueRef v = LLVMBuildLoad2(b, c->ptr, src, "");
+        LLVMBuildStore(b, v, LLVMBuildStructGEP2(b, c->frame, frame, (unsigned)from_ctx[i][0], ""));
+    }
+    LLVMValueRef null = LLVMConstPointerNull(c->ptr);
+    LLVMBuildStore(b, LLVMGetParam(fn, 1), LLVMBuildStructGEP2(b, c->frame, frame, FR_X, ""));
+    LLVMBuildStore(b, train ? LLVMGetParam(fn, 2) : null,
+                   LLVMBuildStructGEP2(b, c->frame, frame, FR_LABELS, ""));
+    LLVMBuildStore(b, train ? null : LLVMGetParam(fn, 2),
+                   LLVMBuildStructGEP2(b, c->frame, frame, FR_OUT, ""));
+    LLVMBuildStore(b, n, LLVMBuildStructGEP2(b, c->frame, frame, FR_N, ""));
+    for (int i = 0; i < p->nkernels; i++)
+        LLVMBuildCall2(b, c->kernel_fn, kernels[i], &frame, 1, "");
+    if (train) {
+        LLVMValueRef arena = LLVMBuildLoad2(
+            b, c->ptr, LLVMBuildStructGEP2(b, c->ctx_t, ctx, CTX_ARENA, ""), "arena");
+        LLVMValueRef off = i64c(c, u->train->values[u->train->loss].offset);
+        LLVMValueRef at = LLVMBuildGEP2(b, c->i8, arena, &off, 1, "");
+        LLVMBuildRet(b, LLVMBuildLoad2(b, c->f32, at, "loss"));
+    } else {
+        LLVMBuildRetVoid(b);
+    }
+    free(kernels);
+}
+
+/* The parameter table: an array of cnn_param_desc. */
+static LLVMValueRef emit_param_table(cg *c, const ir_graph *g, LLVMTypeRef *elem)
+{
+    LLVMTypeRef shape = LLVMArrayType2(c->i64, 4);
+    LLVMTypeRef fields[13] = {c->ptr, c->ptr, c->i32, c->i32, c->i32, c->i32, shape,
+                              c->i64, c->i64, c->i64, c->i64, c->f64, c->f64};
+    *elem = LLVMStructCreateNamed(c->ctx, "cnn_param_desc");
+    LLVMStructSetBody(*elem, fields, 13, 0);
+    LLVMValueRef *rows = malloc(sizeof *rows * (size_t)(g->nparams + 1));
+    for (int i = 0; i < g->nparams; i++) {
+        const ir_param *p = &g->params[i];
+        LLVMValueRef dims[4];
+        for (int j = 0; j < 4; j++)
+            dims[j] = i64c(c, j < p->shape.ndim ? p->shape.d[j] : 1);
+        LLVMValueRef v[13] = {
+            cstr(c, p->name), cstr(c, p->layer), i32c(c, p->kind), i32c(c, p->flags),
+            i32c(c, p->shape.ndim), i32c(c, p->init.kind), LLVMConstArray2(c->i64, dims, 4),
+            i64c(c, p->offset), i64c(c, p->size), i64c(c, p->fan_in), i64c(c, p->fan_out),
+            LLVMConstReal(c->f64, p->init.a), LLVMConstReal(c->f64, p->init.b)};
+        rows[i] = LLVMConstNamedStruct(*elem, v, 13);
+    }
+    LLVMValueRef init = LLVMConstArray2(*elem, rows, (uint64_t)g->nparams);
+    LLVMValueRef table = LLVMAddGlobal(c->mod, LLVMTypeOf(init), "cnn_param_table");
+    LLVMSetInitializer(table, init);
+    LLVMSetGlobalConstant(table, 1);
+    LLVMSetLinkage(table, LLVMPrivateLinkage);
+    free(rows);
+    return table;
+}
+
+static void emit_descriptor(cg *c, const cnnc_unit *u, LLVMValueRef train_fn,
+                            LLVMValueRef forward_fn)
+{
+    const ir_graph *g = u->train;
+    const network *net = u->net;
+    LLVMTypeRef param_t;
+    LLVMValueRef table = emit_param_table(c, g, &param_t);
+    LLVMTypeRef fields[18] = {c->i32, c->i32, c->ptr, c->ptr, c->i32, c->i32, c->i32, c->i32, c->i32,
+                              c->i32, c->ptr, c->i64, c->i64, c->i64, c->i64, c->ptr, c->ptr, c->ptr};
+    LLVMTypeRef desc_t = LLVMStructCreateNamed(c->ctx, "cnn_model_desc");
+    LLVMStructSetBody(desc_t, fields, 18, 0);
+    const ir_value *x = &g->values[g->input];
+    char *config = json_dumps(net->train, JSON_COMPACT | JSON_SORT_KEYS);
+    int64_t classes = g->values[g->logits].shape.d[1];
+    LLVMValueRef v[18] = {
+        i32c(c, CNN_ABI_VERSION), i32c(c, 0), cstr(c, net->name), cstr(c, c->triple),
+        i32c(c, net->batch), i32c(c, x->shape.d[1]), i32c(c, x->shape.d[2]),
+        i32c(c, x->shape.d[3]), i32c(c, classes), i32c(c, g->nparams), table,
+        i64c(c, g->param_floats), i64c(c, u->arena_bytes),
+        i64c(c, g->values[g->logits].offset), i64c(c, (int64_t)graph_arch_hash(g)),
+        cstr(c, config), train_fn, forward_fn};
+    free(config);
+    char *name = malloc(strlen(net->name) + 8);
+    sprintf(name, "%s_model", net->name);
+    LLVMValueRef desc = LLVMAddGlobal(c->mod, desc_t, name);
+    LLVMSetInitializer(desc, LLVMConstNamedStruct(desc_t, v, 18));
+    LLVMSetGlobalConstant(desc, 1);
+    LLVMValueRef alias = LLVMAddAlias2(c->mod, desc_t, 0, desc, CNN_MODEL_SYMBOL);
+    LLVMSetLinkage(alias, LLVMWeakAnyLinkage);
+    free(name);
+}
+
+/* main() of a training executable. */
+static void emit_main(cg *c, const cnnc_unit *u)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s_model", u->net->name);
+    LLVMValueRef desc = LLVMGetNamedGlobal(c->mod, name);
+    LLVMTypeRef tm_params[3] = {c->i32, c->ptr, c->ptr};
+    LLVMTypeRef tm_type = LLVMFunctionType(c->i32, tm_params, 3, 0);
+    LLVMValueRef train_main = LLVMAddFunction(c->mod, "cnn_train_main", tm_type);
+    LLVMTypeRef main_params[2] = {c->i32, c->ptr};
+    LLVMValueRef fn = LLVMAddFunction(c->mod, "main", LLVMFunctionType(c->i32, main_params, 2, 0));
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef args[3] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), desc};
+    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, tm_type, train_main, args, 3, ""));
+}
+
+/* Build, verify and optimize the module. */
+static int build_module(cg *c, cnnc_unit *u, int with_main)
+{
+    c->ctx = LLVMContextCreate();
+    c->mod = LLVMModuleCreateWithNameInContext(u->net->name, c->ctx);
+    c->b = LLVMCreateBuilderInContext(c->ctx);
+    c->opt_level = u->opt->opt_level;
+    cg_types(c);
+    if (target_setup(c, u->opt->target, u->opt->cpu, c->opt_level) != 0)
+        return -1;
+    char *train_name = malloc(strlen(u->net->name) + 16);
+    char *fwd_name = malloc(strlen(u->net->name) + 16);
+    sprintf(train_name, "%s_train_step", u->net->name);
+    sprintf(fwd_name, "%s_forward", u->net->name);
+    emit_entry(c, u, u->train_prog, train_name, 1);
+    emit_entry(c, u, u->infer_prog, fwd_name, 0);
+    emit_descriptor(c, u, LLVMGetNamedFunction(c->mod, train_name),
+                    LLVMGetNamedFunction(c->mod, fwd_name));
+    free(train_name);
+    free(fwd_name);
+    if (with_main)
+        emit_main(c, u);
+    char *msg = NULL;
+    if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg)) {
+        fprintf(stderr, "cnnc: internal error: invalid LLVM module: %s\n", msg);
+        LLVMDisposeMessage(msg);
+        return -1;
+    }
+    LLVMDisposeMessage(msg);
+    char passes[32];
+    snprintf(passes, sizeof passes, "default<O%d>", c->opt_level);
+    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+    LLVMErrorRef err = LLVMRunPasses(c->mod, passes, c->tm, opts);
+    LLVMDisposePassBuilderOptions(opts);
+    if (err) {
+        char *text = LLVMGetErrorMessage(err);
+        fprintf(stderr, "cnnc: internal error: LLVM passes failed: %s\n", text);
+        LLVMDisposeErrorMessage(text);
+        return -1;
+    }
+    return 0;
+}
+
+static void cg_dispose(cg *c)
+{
+    if (c->b)
+        LLVMDisposeBuilder(c->b);
+    if (c->mod)
+        LLVMDisposeModule(c->mod);
+    if (c->tm)
+        LLVMDisposeTargetMachine(c->tm);
+    if (c->ctx)
+        LLVMContextDispose(c->ctx);
+    free((char *)c->triple);
+    free((char *)c->cpu);
+}
+
+/* ---- files ------------------------------------------------------------------ */
+
+static int emit_machine_file(cg *c, const char *path, LLVMCodeGenFileType type)
+{
+    char *msg = NULL;
+    if (LLVMTargetMachineEmitToFile(c->tm, c->mod, path, type, &msg)) {
+        fprintf(stderr, "cnnc: error: cannot write %s: %s\n", path, msg);
+        LLVMDisposeMessage(msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Run argv; 0 if it exits with status 0. */
+static int run(char *const argv[], int verbose)
+{
+    if (verbose) {
+        for (int i = 0; argv[i]; i++)
+            fprintf(stderr, "%s%s", i ? " " : "", argv[i]);
+        fputc('\n', stderr);
+    }
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+    if (rc != 0) {
+        fprintf(stderr, "cnnc: error: cannot run %s: %s\n", argv[0], strerror(rc));
+        return -1;
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "cnnc: error: %s failed (status %d)\n", argv[0],
+                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        return -1;
+    }
+    return 0;
+}
+
+/* Where libcnnrt.a for this target is: --runtime-dir, $CNNC_RUNTIME_DIR,
+ * the directory of the cnnc binary (a build tree), or ../lib/cnnc beside
+ * it (an installation).  Builds for another target live in a subdirectory
+ * named by its triple. */
+static int find_runtime(const cnnc_unit *u, char *out, size_t size)
+{
+    char exe[PATH_MAX];
+    const char *dirs[4];
+    char self[PATH_MAX], installed[PATH_MAX + 16];
+    int n = 0;
+    if (u->opt->runtime_dir)
+        dirs[n++] = u->opt->runtime_dir;
+    if (getenv("CNNC_RUNTIME_DIR"))
+        dirs[n++] = getenv("CNNC_RUNTIME_DIR");
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = '\0';
+        snprintf(self, sizeof self, "%s", exe);
+        snprintf(installed, sizeof installed, "%s/../lib/cnnc", exe);
+        dirs[n++] = self;
+        dirs[n++] = installed;
+    }
+    const char *sub = target_is_host(u->opt->target) ? "" : u->opt->target;
+    for (int i = 0; i < n; i++) {
+        int w = snprintf(out, size, "%s%s%s/libcnnrt.a", dirs[i], *sub ? "/" : "", sub);
+        if (w > 0 && (size_t)w < size && access(out, R_OK) == 0)
+            return 0;
+    }
+    fprintf(stderr, "cnnc: error: cannot find the runtime library libcnnrt.a%s%s; build it "
+                    "(make%s) or name its directory with --runtime-dir\n",
+            *sub ? " for " : "", sub, *sub ? " TARGET=..." : "");
+    return -1;
+}
+
+static int link_output(cg *c, cnnc_unit *u, const char *obj, const char *path, int exe)
+{
+    const char *cc = target_linker(u->opt->target);
+    if (!exe) {
+        char *argv[] = {(char *)cc, "-shared", "-o", (char *)path, (char *)obj, "-lm", NULL};
+        return run(argv, u->opt->verbose);
+    }
+    char rt[2 * PATH_MAX];
+    if (find_runtime(u, rt, sizeof rt) != 0)
+        return -1;
+    (void)c;
+    char *argv[] = {(char *)cc, "-o", (char *)path, (char *)obj, rt, "-ljansson", "-lz",
+                    "-lm", "-lpthread", "-ldl", NULL};
+    return run(argv, u->opt->verbose);
+}
+
+/* path with its extension replaced by ext (".h"). */
+static char *replace_ext(const char *path, const char *ext)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(path, '.');
+    size_t stem = dot && (!slash || dot > slash) ? (size_t)(dot - path) : strlen(path);
+    char *out = malloc(stem + strlen(ext) + 1);
+    memcpy(out, path, stem);
+    strcpy(out + stem, ext);
+    return out;
+}
+
+static int write_header(const cnnc_unit *u, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "cnnc: error: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    header_write(f, u);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "cnnc: error: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int emit_linked(cg *c, cnnc_unit *u, const char *path, int exe)
+{
+    char obj[] = "/tmp/cnnc-XXXXXX.o";
+    int fd = mkstemps(obj, 2);
+    if (fd < 0) {
+        fprintf(stderr, "cnnc: error: cannot create a temporary file: %s\n", strerror(errno));
+        return -1;
+    }
+    close(fd);
+    int rc = emit_machine_file(c, obj, LLVMObjectFile);
+    if (rc == 0)
+        rc = link_output(c, u, obj, path, exe);
+    unlink(obj);
+    if (rc == 0 && !exe) {
+        char *h = replace_ext(path, ".h");
+        rc = write_header(u, h);
+        free(h);
+    }
+    return rc;
+}
+
+int cnnc_emit(cnnc_unit *u, emit_kind emit, const char *path)
+{
+    if (emit == EMIT_HEADER)
+        return write_header(u, path);
+    cg c = {0};
+    int rc = build_module(&c, u, emit == EMIT_EXE);
+    if (rc == 0) {
+        switch (emit) {
+        case EMIT_LLVM: {
+            char *msg = NULL;
+            if (LLVMPrintModuleToFile(c.mod, path, &msg)) {
+                fprintf(stderr, "cnnc: error: cannot write %s: %s\n", path, msg);
+                rc = -1;
+            }
+            LLVMDisposeMessage(msg);
+            break;
+        }
+        case EMIT_ASM:
+            rc = emit_machine_file(&c, path, LLVMAssemblyFile);
+            break;
+        case EMIT_OBJ:
+            rc = emit_machine_file(&c, path, LLVMObjectFile);
+            break;
+        case EMIT_SO:
+        case EMIT_EXE:
+            rc = emit_linked(&c, u, path, emit == EMIT_EXE);
+            break;
+        default:
+            rc = -1;
+            break;
+        }
+    }
+    cg_dispose(&c);
+    return rc;
+}

@@ -1,0 +1,59 @@
+/*
+ * driver.c — one compilation from source text to loop IR (cnnc_frontend),
+ * shared by the cnnc command and the tests.
+ *
+ * Stages stop at the first that reports an error, so a syntax error never
+ * produces a second, confused message from a later stage.  -O0 keeps every
+ * tensor in its own arena slot (no buffer reuse); -O1 and up reuse memory
+ * between tensors whose lifetimes do not overlap.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "cnnc.h"
+
+int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE *diag_out)
+{
+    memset(u, 0, sizeof *u);
+    u->opt = opt;
+    diag_init(&u->d, diag_out);
+    u->src = text ? src_from_string(opt->input, text) : src_read(opt->input);
+    if (!u->src) {
+        fprintf(diag_out, "cnnc: error: cannot read %s: %s\n", opt->input, strerror(errno));
+        u->d.errors++;
+        return -1;
+    }
+    u->ast = dsl_parse(u->src, &u->a, &u->d);
+    if (!u->ast)
+        return -1;
+    u->net = sema_network(u->ast, &u->a, &u->d);
+    if (!u->net)
+        return -1;
+    if (opt->batch > 0) {
+        u->net->batch = opt->batch;
+        json_object_set_new(u->net->train, "batch", json_integer(opt->batch));
+    }
+    u->train = graph_build(&u->a, u->net, GRAPH_TRAIN, &u->d);
+    if (!u->train || u->d.errors)
+        return -1;
+    /* Same layers, same checks: only the train build warns. */
+    u->infer = graph_build(&u->a, u->net, GRAPH_INFER, &u->d);
+    if (!u->infer)
+        return -1;
+    graph_autodiff(u->train, 0);
+    int reuse = opt->opt_level >= 1;
+    u->train_arena = memplan(u->train, reuse);
+    u->infer_arena = memplan(u->infer, reuse);
+    u->arena_bytes = u->train_arena > u->infer_arena ? u->train_arena : u->infer_arena;
+    u->train_prog = lower_graph(&u->a, u->train);
+    u->infer_prog = lower_graph(&u->a, u->infer);
+    return 0;
+}
+
+void cnnc_unit_free(cnnc_unit *u)
+{
+    network_free(u->net);
+    arena_free(&u->a);
+    src_free(u->src);
+    memset(u, 0, sizeof *u);
+}

@@ -1,0 +1,466 @@
+/*
+ * graph.c — building the graph IR from a network, and printing it.
+ *
+ * graph_build walks the layers in source order and appends one node per
+ * layer, running the op's shape rule (shape.c) as it goes, so a shape error
+ * is found at the first layer that cannot take its input.  Layers the loss
+ * does not depend on are left out (with a warning).  The loss layer becomes
+ * softmax_xent (TRAIN) or a copy of the logits into the output argument
+ * (INFER).  Parameters are created by the shape rules of the layers that
+ * own them, in layer order, so both graphs of a network have the same
+ * parameter table.
+ *
+ * Printing: graph_print (--emit ir) gives one line per node with the shape
+ * of every value and the .cnn line it came from; graph_print_dot writes
+ * Graphviz; graph_summary the layer table of --summary.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "cnnc.h"
+
+/* ---- construction ----------------------------------------------------------- */
+
+int ir_add_value(ir_graph *g, const char *name, val_kind kind, dtype type, ir_shape shape)
+{
+    if (g->nvalues == g->cap_values) {
+        int cap = g->cap_values ? g->cap_values * 2 : 64;
+        g->values = arena_grow(g->a, g->values, sizeof(ir_value), (size_t)g->nvalues, (size_t)cap);
+        g->cap_values = cap;
+    }
+    ir_value *v = &g->values[g->nvalues];
+    v->name = name;
+    v->kind = kind;
+    v->type = type;
+    v->shape = shape;
+    v->param = -1;
+    v->producer = -1;
+    v->alias = -1;
+    v->layer = -1;
+    v->offset = -1;
+    return g->nvalues++;
+}
+
+int ir_add_node(ir_graph *g, op_kind op, const char *name, src_loc loc, int layer)
+{
+    if (g->nnodes == g->cap_nodes) {
+        int cap = g->cap_nodes ? g->cap_nodes * 2 : 64;
+        g->nodes = arena_grow(g->a, g->nodes, sizeof(ir_node), (size_t)g->nnodes, (size_t)cap);
+        g->cap_nodes = cap;
+    }
+    ir_node *n = &g->nodes[g->nnodes];
+    n->op = op;
+    n->name = name;
+    n->loc = loc;
+    n->layer = layer;
+    n->group = -1;
+    return g->nnodes++;
+}
+
+void ir_node_input(ir_graph *g, int node, int value)
+{
+    ir_node *n = &g->nodes[node];
+    n->in[n->nin++] = value;
+}
+
+void ir_node_output(ir_graph *g, int node, int value)
+{
+    ir_node *n = &g->nodes[node];
+    n->out[n->nout++] = value;
+    g->values[value].producer = node;
+}
+
+ir_shape ir_shape4(int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    ir_shape s = {4, {n, c, h, w}};
+    return s;
+}
+
+ir_shape ir_shape2(int64_t n, int64_t f)
+{
+    ir_shape s = {2, {n, f, 1, 1}};
+    return s;
+}
+
+int64_t ir_shape_size(ir_shape s)
+{
+    int64_t size = 1;
+    for (int i = 0; i < s.ndim; i++)
+        size *= s.d[i];
+    return size;
+}
+
+int64_t ir_row_size(const ir_value *v)
+{
+    int64_t size = 1;
+    for (int i = v->batched ? 1 : 0; i < v->shape.ndim; i++)
+        size *= v->shape.d[i];
+    return size;
+}
+
+void ir_shape_print(FILE *out, ir_shape s)
+{
+    fputc('[', out);
+    for (int i = 0; i < s.ndim; i++)
+        fprintf(out, "%s%" PRId64, i ? ", " : "", s.d[i]);
+    fputc(']', out);
+}
+
+const char *ir_shape_str(arena *a, ir_shape s)
+{
+    char buf[128] = "[";
+    for (int i = 0; i < s.ndim; i++)
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%" PRId64, i ? ", " : "",
+                 s.d[i]);
+    strcat(buf, "]");
+    return arena_strdup(a, buf);
+}
+
+const char *op_name(op_kind op)
+{
+    static const char *const names[] = {
+#define OP(id, name, kind) name,
+#include "ops.def"
+#undef OP
+    };
+    return op >= 0 && op < OP_COUNT ? names[op] : "?";
+}
+
+int64_t window_out(int64_t in, int k, int stride, int pad_lo, int pad_hi, int dilation)
+{
+    int64_t span = (int64_t)dilation * (k - 1) + 1;
+    int64_t padded = in + pad_lo + pad_hi;
+    if (padded < span)
+        return 0;
+    return (padded - span) / stride + 1;
+}
+
+/* Mark the layers the loss depends on. */
+static void mark_used(const network *net, int layer, char *used)
+{
+    if (used[layer])
+        return;
+    used[layer] = 1;
+    for (int i = 0; i < net->layers[layer].ninputs; i++)
+        mark_used(net, net->layers[layer].inputs[i], used);
+}
+
+/* The loss layer: softmax cross-entropy in TRAIN mode, a copy of the
+ * logits to the output in INFER mode. */
+static int build_loss(ir_graph *g, const network *net, const int *layer_val, diag *d)
+{
+    const layer *l = &net->layers[net->loss];
+    int logits = layer_val[l->inputs[0]];
+    g->logits = logits;
+    const ir_value *lv = &g->values[logits];
+    const layer *producer = &net->layers[l->inputs[0]];
+    int64_t classes = lv->shape.ndim == 2 ? lv->shape.d[1] : 0;
+    if (lv->shape.ndim != 2) {
+        src_error(d, l->input_locs[0],
+                  "softmax_cross_entropy needs [batch, classes] logits, but '%s' produces %s; "
+                  "add a flatten and a dense layer",
+                  producer->name, ir_shape_str(g->a, lv->shape));
+        src_note(d, producer->loc, "'%s' is defined here", producer->name);
+        return -1;
+    }
+    if (net->classes && classes != net->classes) {
+        src_error(d, l->input_locs[0],
+                  "the network has %d classes, but '%s' produces %" PRId64 " logits per example",
+                  net->classes, producer->name, classes);
+        src_note(d, net->classes_loc, "classes set here");
+        src_note(d, producer->loc, "'%s' is defined here", producer->name);
+        return -1;
+    }
+    if (g->mode == GRAPH_INFER) {
+        int node = ir_add_node(g, OP_COPY, l->name, l->loc, net->loss);
+        g->output = ir_add_value(g, "out", VAL_OUTPUT, DT_F32, lv->shape);
+        g->values[g->output].batched = 1;
+        ir_node_input(g, node, logits);
+        ir_node_output(g, node, g->output);
+        return 0;
+    }
+    g->labels = ir_add_value(g, "labels", VAL_LABELS, DT_I32, (ir_shape){1, {g->batch, 1, 1, 1}});
+    g->values[g->labels].batched = 1;
+    int node = ir_add_node(g, OP_SOFTMAX_XENT, l->name, l->loc, net->loss);
+    ir_node_input(g, node, logits);
+    ir_node_input(g, node, g->labels);
+    g->loss = ir_add_value(g, "loss", VAL_ACT, DT_F32, (ir_shape){0, {1, 1, 1, 1}});
+    int probs = ir_add_value(g, arena_printf(g->a, "%s.probs", l->name), VAL_ACT, DT_F32,
+                             lv->shape);
+    g->values[probs].batched = 1;
+    ir_node_output(g, node, g->loss);
+    ir_node_output(g, node, probs);
+    return 0;
+}
+
+ir_graph *graph_build(arena *a, const network *net, graph_mode mode, diag *d)
+{
+    ir_graph *g = arena_alloc(a, sizeof *g);
+    g->a = a;
+    g->net = net;
+    g->mode = mode;
+    g->batch = net->batch;
+    g->input = g->labels = g->logits = g->loss = g->output = g->input_grad = -1;
+    char *used = arena_alloc(a, (size_t)net->nlayers);
+    mark_used(net, net->loss, used);
+    int *layer_val = arena_alloc(a, sizeof(int) * (size_t)net->nlayers);
+    for (int i = 0; i < net->nlayers; i++) {
+        const layer *l = &net->layers[i];
+        layer_val[i] = -1;
+        if (!used[i]) {
+            if (mode == GRAPH_TRAIN)
+                src_warning(d, l->loc, "layer '%s' does not contribute to the loss; it is left out",
+                            l->name);
+            continue;
+        }
+        if (l->op == OP_SOFTMAX_XENT)
+            continue;
+        if (l->op == OP_INPUT) {
+            g->input = ir_add_value(g, l->name, VAL_INPUT, DT_F32,
+                                    ir_shape4(g->batch, l->attr.chw[0], l->attr.chw[1],
+                                              l->attr.chw[2]));
+            g->values[g->input].batched = 1;
+            g->values[g->input].layer = i;
+            layer_val[i] = g->input;
+            continue;
+        }
+        int node = ir_add_node(g, l->op, l->name, l->loc, i);
+        g->nodes[node].attr = l->attr;
+        for (int j = 0; j < l->ninputs; j++)
+            ir_node_input(g, node, layer_val[l->inputs[j]]);
+        const op_info *info = &op_table[l->op];
+        if (info->infer(g, &g->nodes[node], d) != 0)
+            return NULL;
+        layer_val[i] = g->nodes[node].out[0];
+        g->values[layer_val[i]].layer = i;
+    }
+    if (build_loss(g, net, layer_val, d) != 0)
+        return NULL;
+    g->nforward = g->nnodes;
+    return g;
+}
+
+/* ---- printing ----------------------------------------------------------------- */
+
+static const char *val_prefix(const ir_value *v)
+{
+    switch (v->kind) {
+    case VAL_PARAM:
+        return "$";
+    case VAL_GRAD:
+        return "$d.";
+    default:
+        return "%";
+    }
+}
+
+static void print_attrs(FILE *out, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    switch (n->op) {
+    case OP_CONV2D:
+    case OP_CONV2D_BWD_DATA:
+    case OP_CONV2D_BWD_FILTER:
+    case OP_MAXPOOL:
+    case OP_AVGPOOL:
+    case OP_MAXPOOL_BWD:
+    case OP_AVGPOOL_BWD:
+        fprintf(out, " kernel=%dx%d stride=%dx%d pad=%d,%d,%d,%d", a->kernel[0], a->kernel[1],
+                a->stride[0], a->stride[1], a->pad[0], a->pad[1], a->pad[2], a->pad[3]);
+        if (a->dilation[0] != 1 || a->dilation[1] != 1)
+            fprintf(out, " dilation=%dx%d", a->dilation[0], a->dilation[1]);
+        if (a->groups > 1)
+            fprintf(out, " groups=%d", a->groups);
+        break;
+    default:
+        break;
+    }
+}
+
+static void print_value_ref(FILE *out, const ir_graph *g, int v)
+{
+    const ir_value *val = &g->values[v];
+    fprintf(out, "%s%s", val_prefix(val), val->name);
+}
+
+void graph_print(FILE *out, const ir_graph *g)
+{
+    fprintf(out, "graph %s (%s, batch %d)\n", g->net->name,
+            g->mode == GRAPH_TRAIN ? "train" : "infer", g->batch);
+    for (int i = 0; i < g->nparams; i++) {
+        const ir_param *p = &g->params[i];
+        fprintf(out, "  param $%s: f32", p->name);
+        ir_shape_print(out, p->shape);
+        fprintf(out, " at %" PRId64 "\n", p->offset);
+    }
+    if (g->input >= 0) {
+        fprintf(out, "  arg %%%s: f32", g->values[g->input].name);
+        ir_shape_print(out, g->values[g->input].shape);
+        fputc('\n', out);
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (i == g->nforward)
+            fprintf(out, "  # backward\n");
+        fputs("  ", out);
+        for (int j = 0; j < n->nout; j++) {
+            const ir_value *v = &g->values[n->out[j]];
+            if (j)
+                fputs(", ", out);
+            print_value_ref(out, g, n->out[j]);
+            fprintf(out, ": %s", v->type == DT_I32 ? "i32" : "f32");
+            ir_shape_print(out, v->shape);
+            if (v->alias >= 0)
+                fprintf(out, " (view of %%%s)", g->values[v->alias].name);
+            else if (v->kind == VAL_ACT && v->offset >= 0)
+                fprintf(out, " @%" PRId64, v->offset);
+        }
+        fprintf(out, " = %s(", op_name(n->op));
+        for (int j = 0; j < n->nin; j++) {
+            if (j)
+                fputs(", ", out);
+            print_value_ref(out, g, n->in[j]);
+        }
+        fputc(')', out);
+        print_attrs(out, n);
+        if (n->loc.file)
+            fprintf(out, "    # %s:%d", n->loc.file->path, n->loc.line);
+        fputc('\n', out);
+    }
+}
+
+void graph_print_dot(FILE *out, const ir_graph *g)
+{
+    fprintf(out, "digraph \"%s_%s\" {\n  rankdir=TB;\n  node [fontname=\"Helvetica\"];\n",
+            g->net->name, g->mode == GRAPH_TRAIN ? "train" : "infer");
+    for (int i = 0; i < g->nnodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        const char *color = i >= g->nforward ? "#f4cccc" : "#cfe2f3";
+        fprintf(out, "  n%d [shape=box, style=filled, fillcolor=\"%s\", label=\"%s\\n%s", i,
+                color, n->name, op_name(n->op));
+        if (n->nout) {
+            fputs("\\n", out);
+            ir_shape_print(out, g->values[n->out[0]].shape);
+        }
+        fputs("\"];\n", out);
+    }
+    for (int v = 0; v < g->nvalues; v++) {
+        const ir_value *val = &g->values[v];
+        if (val->producer >= 0)
+            continue;
+        fprintf(out, "  v%d [shape=ellipse, label=\"%s%s\"];\n", v, val_prefix(val), val->name);
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        for (int j = 0; j < n->nin; j++) {
+            int v = n->in[j];
+            if (g->values[v].producer >= 0)
+                fprintf(out, "  n%d -> n%d;\n", g->values[v].producer, i);
+            else
+                fprintf(out, "  v%d -> n%d;\n", v, i);
+        }
+    }
+    fputs("}\n", out);
+}
+
+/* ---- hashing and the summary -------------------------------------------------- */
+
+static uint64_t fnv(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+uint64_t graph_arch_hash(const ir_graph *g)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < g->nforward; i++) {
+        const ir_node *n = &g->nodes[i];
+        int32_t words[24] = {n->op,           n->attr.kernel[0], n->attr.kernel[1],
+                             n->attr.stride[0], n->attr.stride[1], n->attr.pad[0],
+                             n->attr.pad[1],    n->attr.pad[2],    n->attr.pad[3],
+                             n->attr.dilation[0], n->attr.dilation[1], n->attr.groups,
+                             n->attr.filters,   n->attr.units,     n->attr.bias};
+        h = fnv(h, words, sizeof words);
+        h = fnv(h, n->name, strlen(n->name) + 1);
+    }
+    for (int i = 0; i < g->nparams; i++) {
+        const ir_param *p = &g->params[i];
+        h = fnv(h, p->name, strlen(p->name) + 1);
+        h = fnv(h, p->shape.d, sizeof p->shape.d);
+    }
+    return h;
+}
+
+static void human_bytes(char *buf, size_t size, int64_t bytes)
+{
+    if (bytes >= 10 * 1024 * 1024)
+        snprintf(buf, size, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
+    else if (bytes >= 10 * 1024)
+        snprintf(buf, size, "%.1f KiB", (double)bytes / 1024.0);
+    else
+        snprintf(buf, size, "%" PRId64 " B", bytes);
+}
+
+void graph_summary(FILE *out, const ir_graph *train, const ir_graph *infer, int64_t train_arena,
+                   int64_t infer_arena)
+{
+    const ir_graph *g = infer;
+    fprintf(out, "network %s: batch %d\n\n", g->net->name, g->batch);
+    fprintf(out, "%-16s %-22s %-18s %10s %14s %12s\n", "layer", "type", "output", "params",
+            "FLOPs/example", "act/example");
+    int64_t total_params = 0, total_flops = 0, total_act = 0;
+    if (g->input >= 0) {
+        const ir_value *x = &g->values[g->input];
+        ir_shape s = x->shape;
+        s.ndim--;
+        memmove(s.d, s.d + 1, sizeof(int64_t) * 3);
+        char shape[64], act[32];
+        snprintf(shape, sizeof shape, "%s", ir_shape_str(g->a, s));
+        human_bytes(act, sizeof act, ir_row_size(x) * 4);
+        fprintf(out, "%-16s %-22s %-18s %10d %14d %12s\n", x->name, "input", shape, 0, 0, act);
+        total_act += ir_row_size(x) * 4;
+    }
+    for (int i = 0; i < g->nforward; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->op == OP_COPY)
+            continue;
+        const ir_value *v = &g->values[n->out[0]];
+        int64_t params = 0;
+        for (int j = 0; j < n->nin; j++)
+            if (g->values[n->in[j]].kind == VAL_PARAM)
+                params += ir_shape_size(g->values[n->in[j]].shape);
+        int64_t flops = op_table[n->op].flops ? op_table[n->op].flops(g, n) : 0;
+        int64_t act = v->alias >= 0 ? 0 : ir_row_size(v) * 4;
+        ir_shape s = v->shape;
+        s.ndim--;
+        memmove(s.d, s.d + 1, sizeof(int64_t) * 3);
+        char shape[64], actb[32];
+        snprintf(shape, sizeof shape, "%s", ir_shape_str(g->a, s));
+        human_bytes(actb, sizeof actb, act);
+        fprintf(out, "%-16s %-22s %-18s %10" PRId64 " %14" PRId64 " %12s\n", n->name,
+                op_name(n->op), shape, params, flops, actb);
+        total_params += params;
+        total_flops += flops;
+        total_act += act;
+    }
+    char act[32], ta[32], ia[32];
+    human_bytes(act, sizeof act, total_act);
+    fprintf(out, "%-16s %-22s %-18s %10" PRId64 " %14" PRId64 " %12s\n", "total", "", "",
+            total_params, total_flops, act);
+    int64_t train_flops = 0;
+    for (int i = 0; i < train->nnodes; i++)
+        if (op_table[train->nodes[i].op].flops)
+            train_flops += op_table[train->nodes[i].op].flops(train, &train->nodes[i]);
+    human_bytes(ta, sizeof ta, train_arena);
+    human_bytes(ia, sizeof ia, infer_arena);
+    fprintf(out, "\nparameters: %" PRId64 " (%" PRId64 " bytes)\n", total_params,
+            total_params * 4);
+    fprintf(out, "train step: %" PRId64 " FLOPs per example (forward + backward), arena %s\n",
+            train_flops, ta);
+    fprintf(out, "forward:    %" PRId64 " FLOPs per example, arena %s\n", total_flops, ia);
+}

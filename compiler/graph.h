@@ -1,0 +1,228 @@
+/*
+ * graph.h — the network as the user wrote it (after name resolution) and
+ * the graph IR built from it.
+ *
+ * Two levels:
+ *
+ *  - `network`: what sema.c makes of the AST.  A list of layers, each with
+ *    its op, its input layers, its options decoded into ir_attrs, and the
+ *    source locations every later error points at.  Plus the training
+ *    recipe, kept as JSON for the runtime.
+ *
+ *  - `ir_graph`: nodes (ops) and values (tensors with static shapes).  Built
+ *    from a network by graph.c in one of two modes: TRAIN (forward in
+ *    training mode, loss, and — after autodiff.c — the backward pass) or
+ *    INFER (forward in evaluation mode, ending at the logits).  Every node
+ *    keeps the location of the .cnn line that made it, backward nodes that
+ *    of their forward layer.  Nodes are in execution order.
+ *
+ * Tensors of activations are NCHW with the batch first; a value whose
+ * `batched` flag is set only has its first n (the runtime batch) rows
+ * valid.  Dense layers produce [N, F]; the loss is a scalar.  Parameters
+ * use PyTorch's layouts (conv [K, C/groups, R, S], dense [out, in]).
+ */
+#ifndef CNNC_GRAPH_H
+#define CNNC_GRAPH_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "ast.h"
+#include "cnn_model.h"
+
+typedef enum op_kind {
+#define OP(id, name, kind) OP_##id,
+#include "ops.def"
+#undef OP
+    OP_COUNT
+} op_kind;
+
+/* Options of a node, decoded; which fields matter depends on the op. */
+typedef struct ir_attrs {
+    int kernel[2];   /* kh, kw (conv, pooling) */
+    int stride[2];   /* sh, sw */
+    int pad[4];      /* top, left, bottom, right */
+    int pad_same;    /* padding = same: pad[] is computed by shape inference */
+    int dilation[2]; /* dh, dw */
+    int groups;      /* conv */
+    int filters;     /* conv output channels */
+    int units;       /* dense output features */
+    int bias;        /* conv/dense: has a bias */
+    int expect_in;   /* conv in_channels / dense in_features to check, 0 = any */
+    int chw[3];      /* input: C, H, W of one example */
+} ir_attrs;
+
+typedef struct init_spec {
+    int kind;      /* enum cnn_init_kind */
+    double a, b;   /* see cnn_model.h */
+    int set;       /* written by the user (vs default) */
+} init_spec;
+
+typedef struct layer {
+    const char *name;
+    src_loc loc;          /* the layer's name in `name = op(...)` */
+    src_loc op_loc;       /* the op name */
+    op_kind op;
+    int inputs[4];        /* indices into network.layers */
+    src_loc input_locs[4];
+    int ninputs;
+    ir_attrs attr;
+    init_spec init;       /* weights */
+    init_spec bias_init;
+} layer;
+
+typedef struct network {
+    const char *name;
+    src_loc loc;
+    layer *layers;
+    int nlayers;
+    int input;            /* index of the input layer */
+    int loss;             /* index of the loss layer */
+    int classes;          /* from `classes = N`, or 0 (taken from the loss input) */
+    src_loc classes_loc;
+    int batch;            /* from the train block (default 64) */
+    json_t *train;        /* the train block with defaults, for the runtime */
+} network;
+
+/* ---- graph IR ---------------------------------------------------------------- */
+
+typedef enum val_kind {
+    VAL_ACT,    /* intermediate tensor in the arena */
+    VAL_INPUT,  /* the x argument */
+    VAL_LABELS, /* the labels argument (int32) */
+    VAL_PARAM,  /* a slice of the params array */
+    VAL_GRAD,   /* a slice of the grads array */
+    VAL_OUTPUT, /* the out argument of forward() */
+} val_kind;
+
+typedef enum dtype { DT_F32, DT_I32 } dtype;
+
+typedef struct ir_shape {
+    int ndim;       /* 0 (scalar) .. 4 */
+    int64_t d[4];
+} ir_shape;
+
+typedef struct ir_value {
+    const char *name;
+    val_kind kind;
+    dtype type;
+    ir_shape shape;
+    int batched;     /* d[0] is the batch: only the first n rows are valid */
+    int param;       /* VAL_PARAM / VAL_GRAD: index into graph.params, else -1 */
+    int producer;    /* node that writes it, -1 for arguments and params */
+    int alias;       /* value whose memory this one shares (a view), or -1 */
+    int layer;       /* network layer it belongs to, or -1 */
+    int64_t offset;  /* VAL_ACT: byte offset in the arena (memplan.c) */
+} ir_value;
+
+typedef struct ir_param {
+    const char *name;  /* checkpoint name, "conv1.weight" */
+    const char *layer;
+    int kind;          /* enum cnn_param_kind */
+    unsigned flags;    /* CNN_PARAM_TRAINABLE | CNN_PARAM_DECAY */
+    ir_shape shape;
+    int64_t offset;    /* in floats */
+    int64_t size;
+    int64_t fan_in, fan_out;
+    init_spec init;
+    int value;         /* its VAL_PARAM value */
+    int grad;          /* its VAL_GRAD value, or -1 */
+} ir_param;
+
+#define IR_MAX_IN 4
+#define IR_MAX_OUT 2
+
+typedef struct ir_node {
+    op_kind op;
+    const char *name;
+    src_loc loc;
+    int in[IR_MAX_IN];
+    int nin;
+    int out[IR_MAX_OUT];
+    int nout;
+    ir_attrs attr;
+    int layer;         /* network layer it belongs to */
+    int group;         /* fusion group (kernel) it was placed in, -1 before fusion */
+} ir_node;
+
+typedef enum graph_mode { GRAPH_TRAIN, GRAPH_INFER } graph_mode;
+
+typedef struct ir_graph {
+    arena *a;
+    const network *net;
+    graph_mode mode;
+    int batch;
+    ir_node *nodes;
+    int nnodes, cap_nodes;
+    ir_value *values;
+    int nvalues, cap_values;
+    ir_param *params;
+    int nparams;
+    int64_t param_floats;
+    int input, labels;   /* argument values */
+    int logits;          /* value feeding the loss (TRAIN) or the output (INFER) */
+    int loss;            /* scalar loss value (TRAIN), -1 otherwise */
+    int output;          /* VAL_OUTPUT (INFER), -1 otherwise */
+    int nforward;        /* nodes [0, nforward) are the forward pass and loss */
+    int input_grad;      /* value of d(loss)/d(x) if requested, else -1 */
+} ir_graph;
+
+/* ---- ops: one row per op ----------------------------------------------------- */
+
+typedef struct lprogram lprogram;
+
+typedef struct op_info {
+    const char *name;
+    /* Shapes of the outputs from the inputs and attributes; reports errors
+     * against the layer and returns -1.  NULL: output shape = input 0's. */
+    int (*infer)(ir_graph *g, ir_node *n, diag *d);
+    /* Append the backward nodes of n.  gy[i] is the gradient value of output
+     * i (or -1); fill gx[j] with the gradient of input j when
+     * g->values[n->in[j]] needs one (want[j]), writing parameter gradients
+     * straight into their VAL_GRAD value.  NULL: not differentiable. */
+    void (*backward)(ir_graph *g, int node, const int *gy, const int *want, int *gx);
+    /* Append the loop nest computing n to the program. */
+    void (*lower)(lprogram *p, const ir_node *n);
+    /* Floating-point operations per example (multiply-add = 2). */
+    int64_t (*flops)(const ir_graph *g, const ir_node *n);
+} op_info;
+
+extern const op_info op_table[OP_COUNT];
+const char *op_name(op_kind op);
+
+/* ---- building and printing ----------------------------------------------- */
+
+int ir_add_value(ir_graph *g, const char *name, val_kind kind, dtype type, ir_shape shape);
+int ir_add_node(ir_graph *g, op_kind op, const char *name, src_loc loc, int layer);
+void ir_node_input(ir_graph *g, int node, int value);
+void ir_node_output(ir_graph *g, int node, int value);
+ir_shape ir_shape4(int64_t n, int64_t c, int64_t h, int64_t w);
+ir_shape ir_shape2(int64_t n, int64_t f);
+int64_t ir_shape_size(ir_shape s);
+/* Per-example element count of a batched value (everything but d[0]). */
+int64_t ir_row_size(const ir_value *v);
+/* Write "[64, 6, 28, 28]". */
+void ir_shape_print(FILE *out, ir_shape s);
+const char *ir_shape_str(arena *a, ir_shape s);
+
+/* Build the forward graph of net (ending at the loss in TRAIN mode, at the
+ * output in INFER mode).  Runs shape inference; errors go to d. */
+ir_graph *graph_build(arena *a, const network *net, graph_mode mode, diag *d);
+/* Append the backward pass to a TRAIN graph (autodiff.c).  With input_grad,
+ * also compute d(loss)/d(x) into g->input_grad (tests and saliency). */
+void graph_autodiff(ir_graph *g, int input_grad);
+
+void graph_print(FILE *out, const ir_graph *g);
+void graph_print_dot(FILE *out, const ir_graph *g);
+/* The layer table of cnnc --summary. */
+void graph_summary(FILE *out, const ir_graph *train, const ir_graph *infer,
+                   int64_t train_arena, int64_t infer_arena);
+/* Hash of the architecture: layer ops, attributes and parameter shapes. */
+uint64_t graph_arch_hash(const ir_graph *g);
+
+/* Spatial output size of a window op along one axis. */
+int64_t window_out(int64_t in, int k, int stride, int pad_lo, int pad_hi, int dilation);
+
+#endif

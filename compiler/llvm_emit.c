@@ -1,0 +1,257 @@
+/*
+ * llvm_emit.c — loop IR to LLVM IR, one function per kernel.
+ *
+ * A kernel becomes `internal void @name(ptr %frame)`.  Its entry block
+ * computes the base pointer of every buffer from the frame (arena + byte
+ * offset, params/grads + element offset, or an argument) and gives every
+ * kernel variable a stack slot; LLVM's mem2reg turns the slots into SSA
+ * registers, so loop counters and accumulators never touch memory in
+ * optimized code.  Loops are the canonical shape LLVM's loop passes
+ * expect: preheader (extent computed once), header with the exit test,
+ * body, latch that increments.
+ *
+ * Floating point is emitted without fast-math flags: results are what the
+ * loop IR says, in the order it says, so -O0 and -O3 agree closely with
+ * each other and with the reference interpreter.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen.h"
+
+typedef struct kemit {
+    cg *c;
+    const lprogram *p;
+    const lkernel *k;
+    LLVMValueRef fn;
+    LLVMValueRef *slots; /* one alloca per kernel variable */
+    LLVMValueRef *bases; /* one base pointer per buffer */
+} kemit;
+
+static LLVMValueRef intrinsic(cg *c, const char *name, LLVMTypeRef type, LLVMTypeRef *fn_type)
+{
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMTypeRef params[1] = {type};
+    *fn_type = LLVMIntrinsicGetType(c->ctx, id, params, 1);
+    return LLVMGetIntrinsicDeclaration(c->mod, id, params, 1);
+}
+
+static LLVMValueRef call_unary(kemit *e, const char *name, LLVMValueRef x)
+{
+    LLVMTypeRef fn_type;
+    LLVMValueRef fn = intrinsic(e->c, name, e->c->f32, &fn_type);
+    return LLVMBuildCall2(e->c->b, fn_type, fn, &x, 1, "");
+}
+
+static LLVMTypeRef elem_type(cg *c, dtype t)
+{
+    return t == DT_I32 ? c->i32 : c->f32;
+}
+
+static LLVMValueRef expr(kemit *e, const lexpr *x);
+
+static LLVMValueRef address(kemit *e, int buf, const lexpr *index)
+{
+    cg *c = e->c;
+    LLVMValueRef idx = expr(e, index);
+    return LLVMBuildGEP2(c->b, elem_type(c, e->p->bufs[buf].type), e->bases[buf], &idx, 1, "");
+}
+
+static LLVMValueRef binary(kemit *e, const lexpr *x)
+{
+    cg *c = e->c;
+    LLVMBuilderRef b = c->b;
+    LLVMValueRef l = expr(e, x->a), r = expr(e, x->b);
+    int fl = x->a->type == LT_FLOAT;
+    switch (x->op) {
+    case LX_ADD:
+        return fl ? LLVMBuildFAdd(b, l, r, "") : LLVMBuildAdd(b, l, r, "");
+    case LX_SUB:
+        return fl ? LLVMBuildFSub(b, l, r, "") : LLVMBuildSub(b, l, r, "");
+    case LX_MUL:
+        return fl ? LLVMBuildFMul(b, l, r, "") : LLVMBuildMul(b, l, r, "");
+    case LX_DIV:
+        return fl ? LLVMBuildFDiv(b, l, r, "") : LLVMBuildSDiv(b, l, r, "");
+    case LX_REM:
+        return LLVMBuildSRem(b, l, r, "");
+    case LX_MIN:
+    case LX_MAX: {
+        LLVMValueRef lt = fl ? LLVMBuildFCmp(b, LLVMRealOLT, l, r, "")
+                             : LLVMBuildICmp(b, LLVMIntSLT, l, r, "");
+        return x->op == LX_MIN ? LLVMBuildSelect(b, lt, l, r, "")
+                               : LLVMBuildSelect(b, lt, r, l, "");
+    }
+    case LX_LT:
+        return fl ? LLVMBuildFCmp(b, LLVMRealOLT, l, r, "") : LLVMBuildICmp(b, LLVMIntSLT, l, r, "");
+    case LX_LE:
+        return fl ? LLVMBuildFCmp(b, LLVMRealOLE, l, r, "") : LLVMBuildICmp(b, LLVMIntSLE, l, r, "");
+    case LX_EQ:
+        return fl ? LLVMBuildFCmp(b, LLVMRealOEQ, l, r, "") : LLVMBuildICmp(b, LLVMIntEQ, l, r, "");
+    case LX_NE: /* unordered: NaN != NaN is true */
+        return fl ? LLVMBuildFCmp(b, LLVMRealUNE, l, r, "") : LLVMBuildICmp(b, LLVMIntNE, l, r, "");
+    case LX_AND:
+        return LLVMBuildAnd(b, l, r, "");
+    case LX_OR:
+        return LLVMBuildOr(b, l, r, "");
+    default:
+        return NULL;
+    }
+}
+
+static LLVMValueRef expr(kemit *e, const lexpr *x)
+{
+    cg *c = e->c;
+    LLVMBuilderRef b = c->b;
+    switch (x->op) {
+    case LX_INT:
+        return LLVMConstInt(c->i64, (unsigned long long)x->i, 1);
+    case LX_FLOAT:
+        return LLVMConstReal(c->f32, x->f);
+    case LX_VAR: {
+        LLVMTypeRef t = x->type == LT_FLOAT ? c->f32 : c->i64;
+        return LLVMBuildLoad2(b, t, e->slots[x->var], "");
+    }
+    case LX_LOAD: {
+        const lbuf *buf = &e->p->bufs[x->buf];
+        LLVMValueRef v = LLVMBuildLoad2(b, elem_type(c, buf->type), address(e, x->buf, x->a), "");
+        return buf->type == DT_I32 ? LLVMBuildSExt(b, v, c->i64, "") : v;
+    }
+    case LX_NEG:
+        return LLVMBuildFNeg(b, expr(e, x->a), "");
+    case LX_EXP:
+        return call_unary(e, "llvm.exp", expr(e, x->a));
+    case LX_LOG:
+        return call_unary(e, "llvm.log", expr(e, x->a));
+    case LX_SQRT:
+        return call_unary(e, "llvm.sqrt", expr(e, x->a));
+    case LX_SELECT: {
+        LLVMValueRef cond = expr(e, x->a);
+        LLVMValueRef t = expr(e, x->b), f = expr(e, x->c);
+        return LLVMBuildSelect(b, cond, t, f, "");
+    }
+    case LX_TOFLOAT:
+        return LLVMBuildSIToFP(b, expr(e, x->a), c->f32, "");
+    default:
+        return binary(e, x);
+    }
+}
+
+static void stmt(kemit *e, const lstmt *s);
+
+static void emit_for(kemit *e, const lstmt *s)
+{
+    cg *c = e->c;
+    LLVMBuilderRef b = c->b;
+    LLVMValueRef extent = expr(e, s->extent);
+    LLVMValueRef slot = e->slots[s->var];
+    LLVMBuildStore(b, LLVMConstInt(c->i64, 0, 0), slot);
+    const char *name = e->k->vars[s->var].name;
+    LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c->ctx, e->fn, name);
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "body");
+    LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "exit");
+    LLVMBuildBr(b, head);
+    LLVMPositionBuilderAtEnd(b, head);
+    LLVMValueRef iv = LLVMBuildLoad2(b, c->i64, slot, "");
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, iv, extent, ""), body, exit);
+    LLVMPositionBuilderAtEnd(b, body);
+    stmt(e, s->body);
+    LLVMValueRef next = LLVMBuildAdd(b, LLVMBuildLoad2(b, c->i64, slot, ""),
+                                     LLVMConstInt(c->i64, 1, 0), "");
+    LLVMBuildStore(b, next, slot);
+    LLVMBuildBr(b, head);
+    LLVMPositionBuilderAtEnd(b, exit);
+}
+
+static void emit_if(kemit *e, const lstmt *s)
+{
+    cg *c = e->c;
+    LLVMBuilderRef b = c->b;
+    LLVMValueRef cond = expr(e, s->cond);
+    LLVMBasicBlockRef then_bb = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "then");
+    LLVMBasicBlockRef else_bb = s->else_s ? LLVMAppendBasicBlockInContext(c->ctx, e->fn, "else")
+                                          : NULL;
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "join");
+    LLVMBuildCondBr(b, cond, then_bb, else_bb ? else_bb : join);
+    LLVMPositionBuilderAtEnd(b, then_bb);
+    stmt(e, s->then_s);
+    LLVMBuildBr(b, join);
+    if (else_bb) {
+        LLVMPositionBuilderAtEnd(b, else_bb);
+        stmt(e, s->else_s);
+        LLVMBuildBr(b, join);
+    }
+    LLVMPositionBuilderAtEnd(b, join);
+}
+
+static void stmt(kemit *e, const lstmt *s)
+{
+    cg *c = e->c;
+    switch (s->kind) {
+    case LS_BLOCK:
+        for (int i = 0; i < s->nitems; i++)
+            stmt(e, s->items[i]);
+        break;
+    case LS_FOR:
+        emit_for(e, s);
+        break;
+    case LS_IF:
+        emit_if(e, s);
+        break;
+    case LS_SET:
+        LLVMBuildStore(c->b, expr(e, s->value), e->slots[s->var]);
+        break;
+    case LS_STORE: {
+        LLVMValueRef addr = address(e, s->buf, s->index);
+        LLVMValueRef v = expr(e, s->value);
+        if (s->accumulate)
+            v = LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->f32, addr, ""), v, "");
+        LLVMBuildStore(c->b, v, addr);
+        break;
+    }
+    }
+}
+
+/* Base pointer of buffer i, from the frame. */
+static LLVMValueRef buffer_base(kemit *e, LLVMValueRef frame, int i)
+{
+    cg *c = e->c;
+    const lbuf *buf = &e->p->bufs[i];
+    static const int field[] = {[LB_ARENA] = FR_ARENA, [LB_PARAMS] = FR_PARAMS,
+                                [LB_GRADS] = FR_GRADS, [LB_X] = FR_X,
+                                [LB_LABELS] = FR_LABELS, [LB_OUT] = FR_OUT};
+    LLVMValueRef fp = LLVMBuildStructGEP2(c->b, c->frame, frame, (unsigned)field[buf->kind], "");
+    LLVMValueRef base = LLVMBuildLoad2(c->b, c->ptr, fp, buf->name);
+    if (buf->kind == LB_ARENA) {
+        LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)e->p->g->values[buf->value].offset, 0);
+        return LLVMBuildGEP2(c->b, c->i8, base, &off, 1, buf->name);
+    }
+    if (buf->kind == LB_PARAMS || buf->kind == LB_GRADS) {
+        LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)buf->offset, 0);
+        return LLVMBuildGEP2(c->b, c->f32, base, &off, 1, buf->name);
+    }
+    return base;
+}
+
+LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char *name)
+{
+    kemit e = {c, p, k, NULL, NULL, NULL};
+    e.fn = LLVMAddFunction(c->mod, name, c->kernel_fn);
+    LLVMSetLinkage(e.fn, LLVMInternalLinkage);
+    LLVMValueRef frame = LLVMGetParam(e.fn, 0);
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, e.fn, "entry");
+    LLVMPositionBuilderAtEnd(c->b, entry);
+    e.slots = calloc((size_t)k->nvars, sizeof *e.slots);
+    e.bases = calloc((size_t)p->nbufs, sizeof *e.bases);
+    for (int i = 0; i < k->nvars; i++)
+        e.slots[i] = LLVMBuildAlloca(c->b, k->vars[i].type == LT_FLOAT ? c->f32 : c->i64,
+                                     k->vars[i].name);
+    LLVMValueRef np = LLVMBuildStructGEP2(c->b, c->frame, frame, FR_N, "");
+    LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, c->i64, np, "n"), e.slots[LV_N]);
+    for (int i = 0; i < p->nbufs; i++)
+        e.bases[i] = buffer_base(&e, frame, i);
+    stmt(&e, k->body);
+    LLVMBuildRetVoid(c->b);
+    free(e.slots);
+    free(e.bases);
+    return e.fn;
+}

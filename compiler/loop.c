@@ -1,0 +1,408 @@
+/*
+ * loop.c — building and printing the loop IR (loop.h).
+ *
+ * The builders fold integer constants and drop neutral operands (x + 0,
+ * x * 1), so index expressions written plainly in lower.c come out as
+ * simple as hand-written ones.  The printer (--emit loops) writes one
+ * statement per line, indented, with buffers by name.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "cnnc.h"
+
+lprogram *lp_new(arena *a, const ir_graph *g)
+{
+    lprogram *p = arena_alloc(a, sizeof *p);
+    p->a = a;
+    p->g = g;
+    p->value_buf = arena_alloc(a, sizeof(int) * (size_t)(g->nvalues + 1));
+    for (int i = 0; i < g->nvalues; i++)
+        p->value_buf[i] = -1;
+    return p;
+}
+
+int lp_var(lprogram *p, const char *name, ltype type, int is_loop)
+{
+    lkernel *k = p->cur;
+    k->vars = arena_grow(p->a, k->vars, sizeof(lvar), (size_t)k->nvars, (size_t)k->nvars + 1);
+    k->vars[k->nvars].name = name;
+    k->vars[k->nvars].type = type;
+    k->vars[k->nvars].is_loop = is_loop;
+    return k->nvars++;
+}
+
+lkernel *lp_kernel(lprogram *p, const char *name, int node)
+{
+    p->kernels = arena_grow(p->a, p->kernels, sizeof(lkernel), (size_t)p->nkernels,
+                            (size_t)p->nkernels + 1);
+    lkernel *k = &p->kernels[p->nkernels++];
+    k->name = name;
+    k->node = node;
+    k->body = ls_block(p);
+    p->cur = k;
+    lp_var(p, "n", LT_INT, 0); /* LV_N */
+    return k;
+}
+
+static lbuf_kind buf_kind(val_kind kind)
+{
+    switch (kind) {
+    case VAL_PARAM:
+        return LB_PARAMS;
+    case VAL_GRAD:
+        return LB_GRADS;
+    case VAL_INPUT:
+        return LB_X;
+    case VAL_LABELS:
+        return LB_LABELS;
+    case VAL_OUTPUT:
+        return LB_OUT;
+    default:
+        return LB_ARENA;
+    }
+}
+
+int lp_buf(lprogram *p, int value)
+{
+    while (p->g->values[value].alias >= 0) /* a view reads its base's memory */
+        value = p->g->values[value].alias;
+    if (p->value_buf[value] >= 0)
+        return p->value_buf[value];
+    const ir_value *v = &p->g->values[value];
+    p->bufs = arena_grow(p->a, p->bufs, sizeof(lbuf), (size_t)p->nbufs, (size_t)p->nbufs + 1);
+    lbuf *b = &p->bufs[p->nbufs];
+    b->name = v->kind == VAL_GRAD ? arena_printf(p->a, "d.%s", v->name) : v->name;
+    b->kind = buf_kind(v->kind);
+    b->type = v->type;
+    b->value = value;
+    b->size = ir_shape_size(v->shape);
+    if (v->param >= 0)
+        b->offset = p->g->params[v->param].offset;
+    p->value_buf[value] = p->nbufs;
+    return p->nbufs++;
+}
+
+/* ---- expressions --------------------------------------------------------------- */
+
+static lexpr *node(lprogram *p, lx_op op, ltype type)
+{
+    lexpr *e = arena_alloc(p->a, sizeof *e);
+    e->op = op;
+    e->type = type;
+    return e;
+}
+
+lexpr *lx_int(lprogram *p, int64_t v)
+{
+    lexpr *e = node(p, LX_INT, LT_INT);
+    e->i = v;
+    return e;
+}
+
+lexpr *lx_float(lprogram *p, double v)
+{
+    lexpr *e = node(p, LX_FLOAT, LT_FLOAT);
+    e->f = v;
+    return e;
+}
+
+lexpr *lx_var(lprogram *p, int var)
+{
+    lexpr *e = node(p, LX_VAR, p->cur->vars[var].type);
+    e->var = var;
+    return e;
+}
+
+lexpr *lx_n(lprogram *p)
+{
+    return lx_var(p, LV_N);
+}
+
+lexpr *lx_load(lprogram *p, int buf, lexpr *index)
+{
+    lexpr *e = node(p, LX_LOAD, p->bufs[buf].type == DT_I32 ? LT_INT : LT_FLOAT);
+    e->buf = buf;
+    e->a = index;
+    return e;
+}
+
+static int is_int(const lexpr *e, int64_t v)
+{
+    return e->op == LX_INT && e->i == v;
+}
+
+static int64_t fold(lx_op op, int64_t a, int64_t b)
+{
+    switch (op) {
+    case LX_ADD:
+        return a + b;
+    case LX_SUB:
+        return a - b;
+    case LX_MUL:
+        return a * b;
+    case LX_DIV:
+        return a / b;
+    case LX_REM:
+        return a % b;
+    case LX_MIN:
+        return a < b ? a : b;
+    case LX_MAX:
+        return a > b ? a : b;
+    default:
+        return 0;
+    }
+}
+
+lexpr *lx_bin(lprogram *p, lx_op op, lexpr *a, lexpr *b)
+{
+    int arith = op <= LX_MAX;
+    if (a->type == LT_INT && b->type == LT_INT && arith) {
+        if (a->op == LX_INT && b->op == LX_INT && !((op == LX_DIV || op == LX_REM) && b->i == 0))
+            return lx_int(p, fold(op, a->i, b->i));
+        if ((op == LX_ADD || op == LX_SUB) && is_int(b, 0))
+            return a;
+        if (op == LX_ADD && is_int(a, 0))
+            return b;
+        if ((op == LX_MUL || op == LX_DIV) && is_int(b, 1))
+            return a;
+        if (op == LX_MUL && is_int(a, 1))
+            return b;
+        if (op == LX_MUL && (is_int(a, 0) || is_int(b, 0)))
+            return lx_int(p, 0);
+    }
+    ltype type = arith ? a->type : LT_BOOL;
+    lexpr *e = node(p, op, type);
+    e->a = a;
+    e->b = b;
+    return e;
+}
+
+lexpr *lx_un(lprogram *p, lx_op op, lexpr *a)
+{
+    if (op == LX_TOFLOAT && a->op == LX_INT)
+        return lx_float(p, (double)a->i);
+    lexpr *e = node(p, op, op == LX_TOFLOAT ? LT_FLOAT : a->type);
+    e->a = a;
+    return e;
+}
+
+lexpr *lx_select(lprogram *p, lexpr *cond, lexpr *a, lexpr *b)
+{
+    lexpr *e = node(p, LX_SELECT, a->type);
+    e->a = cond;
+    e->b = a;
+    e->c = b;
+    return e;
+}
+
+lexpr *lx_madd(lprogram *p, lexpr *a, int64_t s, lexpr *b)
+{
+    return lx_add(p, lx_mul(p, a, lx_int(p, s)), b);
+}
+
+lexpr *lx_in_range(lprogram *p, lexpr *v, int64_t hi)
+{
+    return lx_and(p, lx_bin(p, LX_LE, lx_int(p, 0), v), lx_lt(p, v, lx_int(p, hi)));
+}
+
+/* ---- statements ------------------------------------------------------------------ */
+
+static lstmt *stmt(lprogram *p, ls_kind kind)
+{
+    lstmt *s = arena_alloc(p->a, sizeof *s);
+    s->kind = kind;
+    return s;
+}
+
+lstmt *ls_block(lprogram *p)
+{
+    return stmt(p, LS_BLOCK);
+}
+
+void ls_append(lprogram *p, lstmt *block, lstmt *s)
+{
+    int n = block->nitems;
+    if (n == 0 || (n >= 4 && (n & (n - 1)) == 0))
+        block->items = arena_grow(p->a, block->items, sizeof(lstmt *), (size_t)n,
+                                  n == 0 ? 4 : (size_t)n * 2);
+    block->items[block->nitems++] = s;
+}
+
+lstmt *ls_for(lprogram *p, lstmt *parent, const char *name, lexpr *extent, int *var)
+{
+    lstmt *s = stmt(p, LS_FOR);
+    s->var = lp_var(p, name, LT_INT, 1);
+    s->extent = extent;
+    s->body = ls_block(p);
+    if (var)
+        *var = s->var;
+    ls_append(p, parent, s);
+    return s;
+}
+
+lstmt *ls_store(lprogram *p, lstmt *parent, int buf, lexpr *index, lexpr *value, int accumulate)
+{
+    lstmt *s = stmt(p, LS_STORE);
+    s->buf = buf;
+    s->index = index;
+    s->value = value;
+    s->accumulate = accumulate;
+    ls_append(p, parent, s);
+    return s;
+}
+
+lstmt *ls_set(lprogram *p, lstmt *parent, int var, lexpr *value)
+{
+    lstmt *s = stmt(p, LS_SET);
+    s->var = var;
+    s->value = value;
+    ls_append(p, parent, s);
+    return s;
+}
+
+lstmt *ls_if(lprogram *p, lstmt *parent, lexpr *cond)
+{
+    lstmt *s = stmt(p, LS_IF);
+    s->cond = cond;
+    s->then_s = ls_block(p);
+    ls_append(p, parent, s);
+    return s;
+}
+
+/* ---- printing ----------------------------------------------------------------------- */
+
+static const char *const binop_text[] = {
+    [LX_ADD] = "+", [LX_SUB] = "-", [LX_MUL] = "*",  [LX_DIV] = "/",  [LX_REM] = "%",
+    [LX_LT] = "<",  [LX_LE] = "<=", [LX_EQ] = "==", [LX_NE] = "!=", [LX_AND] = "&&",
+    [LX_OR] = "||",
+};
+
+static void print_expr(FILE *out, const lprogram *p, const lkernel *k, const lexpr *e)
+{
+    switch (e->op) {
+    case LX_INT:
+        fprintf(out, "%" PRId64, e->i);
+        break;
+    case LX_FLOAT:
+        fprintf(out, "%.9g", e->f);
+        if (e->f == (double)(int64_t)e->f)
+            fputs(".0", out);
+        break;
+    case LX_VAR:
+        fputs(k->vars[e->var].name, out);
+        break;
+    case LX_LOAD:
+        fprintf(out, "%s[", p->bufs[e->buf].name);
+        print_expr(out, p, k, e->a);
+        fputc(']', out);
+        break;
+    case LX_MIN:
+    case LX_MAX:
+        fputs(e->op == LX_MIN ? "min(" : "max(", out);
+        print_expr(out, p, k, e->a);
+        fputs(", ", out);
+        print_expr(out, p, k, e->b);
+        fputc(')', out);
+        break;
+    case LX_NEG:
+        fputs("-", out);
+        print_expr(out, p, k, e->a);
+        break;
+    case LX_EXP:
+    case LX_LOG:
+    case LX_SQRT:
+    case LX_TOFLOAT:
+        fputs(e->op == LX_EXP ? "exp(" : e->op == LX_LOG ? "log(" : e->op == LX_SQRT ? "sqrt("
+                                                                                    : "float(",
+              out);
+        print_expr(out, p, k, e->a);
+        fputc(')', out);
+        break;
+    case LX_SELECT:
+        fputc('(', out);
+        print_expr(out, p, k, e->a);
+        fputs(" ? ", out);
+        print_expr(out, p, k, e->b);
+        fputs(" : ", out);
+        print_expr(out, p, k, e->c);
+        fputc(')', out);
+        break;
+    default:
+        fputc('(', out);
+        print_expr(out, p, k, e->a);
+        fprintf(out, " %s ", binop_text[e->op]);
+        print_expr(out, p, k, e->b);
+        fputc(')', out);
+        break;
+    }
+}
+
+static void print_stmt(FILE *out, const lprogram *p, const lkernel *k, const lstmt *s, int depth)
+{
+    switch (s->kind) {
+    case LS_BLOCK:
+        for (int i = 0; i < s->nitems; i++)
+            print_stmt(out, p, k, s->items[i], depth);
+        return;
+    case LS_FOR:
+        fprintf(out, "%*sfor %s in [0, ", depth * 2, "", k->vars[s->var].name);
+        print_expr(out, p, k, s->extent);
+        fprintf(out, ")%s%s%s:\n", s->flags & LOOP_PARALLEL ? " parallel" : "",
+                s->flags & LOOP_VECTOR ? " vector" : "", s->flags & LOOP_UNROLL ? " unroll" : "");
+        print_stmt(out, p, k, s->body, depth + 1);
+        return;
+    case LS_STORE:
+        fprintf(out, "%*s%s[", depth * 2, "", p->bufs[s->buf].name);
+        print_expr(out, p, k, s->index);
+        fprintf(out, "] %s ", s->accumulate ? "+=" : "=");
+        print_expr(out, p, k, s->value);
+        fputc('\n', out);
+        return;
+    case LS_SET:
+        fprintf(out, "%*s%s = ", depth * 2, "", k->vars[s->var].name);
+        print_expr(out, p, k, s->value);
+        fputc('\n', out);
+        return;
+    case LS_IF:
+        fprintf(out, "%*sif ", depth * 2, "");
+        print_expr(out, p, k, s->cond);
+        fputs(":\n", out);
+        print_stmt(out, p, k, s->then_s, depth + 1);
+        if (s->else_s) {
+            fprintf(out, "%*selse:\n", depth * 2, "");
+            print_stmt(out, p, k, s->else_s, depth + 1);
+        }
+        return;
+    }
+}
+
+static const char *buf_kind_name(lbuf_kind kind)
+{
+    static const char *const names[] = {"arena", "params", "grads", "x", "labels", "out"};
+    return names[kind];
+}
+
+void lp_print(FILE *out, const lprogram *p)
+{
+    fprintf(out, "# %s program of %s\n", p->g->mode == GRAPH_TRAIN ? "train" : "forward",
+            p->g->net->name);
+    for (int i = 0; i < p->nbufs; i++) {
+        const lbuf *b = &p->bufs[i];
+        int64_t at = b->kind == LB_ARENA ? p->g->values[b->value].offset : b->offset;
+        fprintf(out, "buffer %s: %s[%" PRId64 "] in %s", b->name, b->type == DT_I32 ? "i32" : "f32",
+                b->size, buf_kind_name(b->kind));
+        if (b->kind == LB_ARENA || b->kind == LB_PARAMS || b->kind == LB_GRADS)
+            fprintf(out, " at %" PRId64 "%s", at, b->kind == LB_ARENA ? " bytes" : "");
+        fputc('\n', out);
+    }
+    for (int i = 0; i < p->nkernels; i++) {
+        const lkernel *k = &p->kernels[i];
+        const ir_node *n = &p->g->nodes[k->node];
+        fprintf(out, "\nkernel %s", k->name);
+        if (n->loc.file)
+            fprintf(out, "    # %s:%d", n->loc.file->path, n->loc.line);
+        fputc('\n', out);
+        print_stmt(out, p, k, k->body, 1);
+    }
+}

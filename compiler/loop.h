@@ -1,0 +1,166 @@
+/*
+ * loop.h — the loop IR: what each kernel computes, as loop nests over
+ * buffers.
+ *
+ * A program is a list of kernels run in order; a kernel is a tree of
+ * statements:
+ *
+ *   for v in [0, extent) { ... }     (extent an expression; v a kernel var)
+ *   buf[index] = value   /   buf[index] += value
+ *   local = value                      (a scalar kept in a register)
+ *   if cond { ... } else { ... }
+ *
+ * over expressions on 64-bit integers (indices), 32-bit floats and
+ * booleans.  Loops always start at 0 with step 1.  The runtime batch size n
+ * is the kernel variable LV_N, so every loop over examples reads
+ * `for i in [0, n)`.
+ *
+ * Buffers name memory: a graph value in the arena, a slice of the params
+ * or grads array, or one of the entry-point arguments (x, labels, out).
+ * Arena offsets are assigned by memplan.c and read when LLVM IR is
+ * emitted (llvm_emit.c), so lowering (lower.c) and the loop passes work
+ * on buffers, not addresses.
+ *
+ * Expressions are built with the lx_* helpers below (lx_add(p, a, b)...),
+ * which fold constants, so lowering code reads like the math it
+ * implements.  Every node lives in the program's arena.
+ */
+#ifndef CNNC_LOOP_H
+#define CNNC_LOOP_H
+
+#include "graph.h"
+
+typedef enum lx_op {
+    LX_INT,    /* integer constant */
+    LX_FLOAT,  /* float constant */
+    LX_VAR,    /* a loop variable, LV_N, or a local */
+    LX_LOAD,   /* buf[a] */
+    LX_ADD, LX_SUB, LX_MUL, LX_DIV, LX_REM, LX_MIN, LX_MAX,
+    LX_NEG, LX_EXP, LX_LOG, LX_SQRT,
+    LX_LT, LX_LE, LX_EQ, LX_NE, LX_AND, LX_OR,
+    LX_SELECT, /* a ? b : c */
+    LX_TOFLOAT, /* integer -> float */
+} lx_op;
+
+typedef enum ltype { LT_INT, LT_FLOAT, LT_BOOL } ltype;
+
+typedef struct lexpr lexpr;
+struct lexpr {
+    lx_op op;
+    ltype type;
+    int64_t i;     /* LX_INT */
+    double f;      /* LX_FLOAT */
+    int var;       /* LX_VAR */
+    int buf;       /* LX_LOAD */
+    lexpr *a, *b, *c;
+};
+
+typedef enum ls_kind { LS_BLOCK, LS_FOR, LS_STORE, LS_SET, LS_IF } ls_kind;
+
+enum { LOOP_PARALLEL = 1, LOOP_UNROLL = 2, LOOP_VECTOR = 4 };
+
+typedef struct lstmt lstmt;
+struct lstmt {
+    ls_kind kind;
+    /* LS_BLOCK */
+    lstmt **items;
+    int nitems;
+    /* LS_FOR: for var in [0, extent) body; LS_SET: var = value */
+    int var;
+    lexpr *extent;
+    lstmt *body;
+    int flags;         /* LOOP_* hints for code generation */
+    /* LS_STORE: buf[index] (+)= value */
+    int buf;
+    lexpr *index;
+    lexpr *value;
+    int accumulate;
+    /* LS_IF */
+    lexpr *cond;
+    lstmt *then_s, *else_s;
+};
+
+typedef enum lbuf_kind { LB_ARENA, LB_PARAMS, LB_GRADS, LB_X, LB_LABELS, LB_OUT } lbuf_kind;
+
+typedef struct lbuf {
+    const char *name;
+    lbuf_kind kind;
+    dtype type;
+    int value;      /* graph value (LB_ARENA: its offset is the base) */
+    int64_t offset; /* LB_PARAMS / LB_GRADS: first element */
+    int64_t size;   /* elements, for printing and checks */
+} lbuf;
+
+/* Variables of a kernel: LV_N is the batch argument, others are loop
+ * counters (LT_INT) or locals (LT_FLOAT, LT_INT). */
+#define LV_N 0
+typedef struct lvar {
+    const char *name;
+    ltype type;
+    int is_loop;
+} lvar;
+
+typedef struct lkernel {
+    const char *name;
+    int node;        /* first graph node it computes */
+    lstmt *body;     /* an LS_BLOCK */
+    lvar *vars;
+    int nvars;
+} lkernel;
+
+struct lprogram {
+    arena *a;
+    const ir_graph *g;
+    lkernel *kernels;
+    int nkernels;
+    lbuf *bufs;
+    int nbufs;
+    int *value_buf;  /* graph value -> buffer, -1 until used */
+    lkernel *cur;    /* kernel being built */
+};
+
+/* ---- building ------------------------------------------------------------- */
+
+lprogram *lp_new(arena *a, const ir_graph *g);
+/* Start a kernel named name for node; statements go to its body. */
+lkernel *lp_kernel(lprogram *p, const char *name, int node);
+/* The buffer of a graph value (made on first use). */
+int lp_buf(lprogram *p, int value);
+int lp_var(lprogram *p, const char *name, ltype type, int is_loop);
+
+lexpr *lx_int(lprogram *p, int64_t v);
+lexpr *lx_float(lprogram *p, double v);
+lexpr *lx_var(lprogram *p, int var);
+lexpr *lx_n(lprogram *p);
+lexpr *lx_load(lprogram *p, int buf, lexpr *index);
+lexpr *lx_bin(lprogram *p, lx_op op, lexpr *a, lexpr *b);
+lexpr *lx_un(lprogram *p, lx_op op, lexpr *a);
+lexpr *lx_select(lprogram *p, lexpr *cond, lexpr *a, lexpr *b);
+#define lx_add(p, a, b) lx_bin(p, LX_ADD, a, b)
+#define lx_sub(p, a, b) lx_bin(p, LX_SUB, a, b)
+#define lx_mul(p, a, b) lx_bin(p, LX_MUL, a, b)
+#define lx_div(p, a, b) lx_bin(p, LX_DIV, a, b)
+#define lx_max(p, a, b) lx_bin(p, LX_MAX, a, b)
+#define lx_lt(p, a, b) lx_bin(p, LX_LT, a, b)
+#define lx_and(p, a, b) lx_bin(p, LX_AND, a, b)
+/* a*s + b, for index arithmetic. */
+lexpr *lx_madd(lprogram *p, lexpr *a, int64_t s, lexpr *b);
+/* 0 <= v < hi */
+lexpr *lx_in_range(lprogram *p, lexpr *v, int64_t hi);
+
+lstmt *ls_block(lprogram *p);
+void ls_append(lprogram *p, lstmt *block, lstmt *s);
+/* A loop over a new variable; returns the loop, whose body is a block. */
+lstmt *ls_for(lprogram *p, lstmt *parent, const char *name, lexpr *extent, int *var);
+lstmt *ls_store(lprogram *p, lstmt *parent, int buf, lexpr *index, lexpr *value, int accumulate);
+lstmt *ls_set(lprogram *p, lstmt *parent, int var, lexpr *value);
+lstmt *ls_if(lprogram *p, lstmt *parent, lexpr *cond);
+
+/* ---- passes --------------------------------------------------------------- */
+
+/* Lower every node of g into kernels (lower.c). */
+lprogram *lower_graph(arena *a, const ir_graph *g);
+
+void lp_print(FILE *out, const lprogram *p);
+
+#endif

@@ -1,0 +1,499 @@
+/*
+ * lower.c — graph IR to loop IR: one kernel per node, written as the
+ * plainest loop nest that computes it.
+ *
+ * These nests are the definition of each op in loop form, and the
+ * baseline every optimization is measured against.  Layout is NCHW with
+ * the batch outermost; every loop over examples runs to the runtime batch
+ * n, so rows past n are never read or written.  Reductions accumulate in
+ * a local (a register after LLVM's mem2reg) and store once.
+ *
+ * Conventions shared with the reference interpreter (tests/reference.c)
+ * and PyTorch:
+ *   - padding is zeros for convolution, -inf for max pooling, and counts in
+ *     the divisor of average pooling (count_include_pad = True);
+ *   - max pooling picks the first maximum in row-major window order, and a
+ *     NaN wins (as PyTorch does), both forward and backward;
+ *   - relu(NaN) = NaN; the loss is the mean over the n examples.
+ */
+#include <math.h>
+
+#include "cnnc.h"
+#include "ops_impl.h"
+
+/* Dimensions of an activation: N, C, H, W (dense: C = features, H = W = 1). */
+typedef struct dims {
+    int64_t c, h, w;
+} dims;
+
+static dims dims_of(const lprogram *p, int value)
+{
+    const ir_value *v = &p->g->values[value];
+    dims d = {v->shape.d[1], 1, 1};
+    if (v->shape.ndim == 4) {
+        d.h = v->shape.d[2];
+        d.w = v->shape.d[3];
+    }
+    return d;
+}
+
+/* ((i*C + c)*H + h)*W + w */
+static lexpr *at4(lprogram *p, dims d, lexpr *i, lexpr *c, lexpr *h, lexpr *w)
+{
+    return lx_madd(p, lx_madd(p, lx_madd(p, i, d.c, c), d.h, h), d.w, w);
+}
+
+static lexpr *V(lprogram *p, int var)
+{
+    return lx_var(p, var);
+}
+
+static lexpr *I(lprogram *p, int64_t v)
+{
+    return lx_int(p, v);
+}
+
+/* `for name in [0, extent)` nested in parent; returns the loop body. */
+static lstmt *loop(lprogram *p, lstmt *parent, const char *name, int64_t extent, int *var)
+{
+    return ls_for(p, parent, name, lx_int(p, extent), var)->body;
+}
+
+static lstmt *loop_n(lprogram *p, lstmt *parent, int *var)
+{
+    return ls_for(p, parent, "i", lx_n(p), var)->body;
+}
+
+/* Input coordinate of output coordinate o and kernel tap r along an axis;
+ * wraps body in a bounds check when padding can make it fall outside. */
+static lstmt *tap(lprogram *p, lstmt *body, lexpr *o, int r_var, int stride, int pad, int dil,
+                  int64_t size, int pad_hi, lexpr **coord)
+{
+    *coord = lx_add(p, lx_sub(p, lx_mul(p, o, I(p, stride)), I(p, pad)),
+                    lx_mul(p, V(p, r_var), I(p, dil)));
+    if (pad == 0 && pad_hi == 0)
+        return body;
+    return ls_if(p, body, lx_in_range(p, *coord, size))->then_s;
+}
+
+void lower_nothing(lprogram *p, const ir_node *n)
+{
+    (void)p, (void)n;
+}
+
+/* ---- convolution ------------------------------------------------------------------ */
+
+void lower_conv2d(lprogram *p, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    dims x = dims_of(p, n->in[0]), y = dims_of(p, n->out[0]);
+    int64_t cg = x.c / a->groups, kg = y.c / a->groups;
+    int R = a->kernel[0], S = a->kernel[1];
+    int bx = lp_buf(p, n->in[0]), bw = lp_buf(p, n->in[1]), by = lp_buf(p, n->out[0]);
+    int bb = n->nin > 2 ? lp_buf(p, n->in[2]) : -1;
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int i, ko, oh, ow, c, r, s;
+    lstmt *b = loop_n(p, k->body, &i);
+    b = loop(p, b, "k", y.c, &ko);
+    b = loop(p, b, "oh", y.h, &oh);
+    b = loop(p, b, "ow", y.w, &ow);
+    int acc = lp_var(p, "acc", LT_FLOAT, 0);
+    ls_set(p, b, acc, bb >= 0 ? lx_load(p, bb, V(p, ko)) : lx_float(p, 0));
+    lstmt *red = loop(p, b, "c", cg, &c);
+    red = loop(p, red, "r", R, &r);
+    lexpr *ih, *iw;
+    red = tap(p, red, V(p, oh), r, a->stride[0], a->pad[0], a->dilation[0], x.h, a->pad[2], &ih);
+    red = loop(p, red, "s", S, &s);
+    red = tap(p, red, V(p, ow), s, a->stride[1], a->pad[1], a->dilation[1], x.w, a->pad[3], &iw);
+    lexpr *cin = lx_add(p, lx_mul(p, lx_div(p, V(p, ko), I(p, kg)), I(p, cg)), V(p, c));
+    lexpr *xv = lx_load(p, bx, at4(p, x, V(p, i), cin, ih, iw));
+    dims wd = {cg, R, S};
+    lexpr *wv = lx_load(p, bw, at4(p, wd, V(p, ko), V(p, c), V(p, r), V(p, s)));
+    ls_set(p, red, acc, lx_add(p, V(p, acc), lx_mul(p, xv, wv)));
+    ls_store(p, b, by, at4(p, y, V(p, i), V(p, ko), V(p, oh), V(p, ow)), V(p, acc), 0);
+}
+
+/* Output coordinate that input coordinate `in` reaches through tap r, if
+ * any: o = (in + pad - r*dil) / stride when that divides and is in range. */
+static lstmt *back_tap(lprogram *p, lstmt *body, lexpr *in, int r_var, int stride, int pad,
+                       int dil, int64_t out_size, lexpr **coord)
+{
+    lexpr *t = lx_sub(p, lx_add(p, in, I(p, pad)), lx_mul(p, V(p, r_var), I(p, dil)));
+    lexpr *ok = lx_bin(p, LX_LE, I(p, 0), t);
+    if (stride == 1) {
+        *coord = t;
+    } else {
+        ok = lx_and(p, ok, lx_bin(p, LX_EQ, lx_bin(p, LX_REM, t, I(p, stride)), I(p, 0)));
+        *coord = lx_div(p, t, I(p, stride));
+    }
+    ok = lx_and(p, ok, lx_lt(p, *coord, I(p, out_size)));
+    return ls_if(p, body, ok)->then_s;
+}
+
+void lower_conv2d_bwd_data(lprogram *p, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    /* inputs: dy, w; output dx */
+    dims dy = dims_of(p, n->in[0]), dx = dims_of(p, n->out[0]);
+    int64_t cg = dx.c / a->groups, kg = dy.c / a->groups;
+    int R = a->kernel[0], S = a->kernel[1];
+    int bdy = lp_buf(p, n->in[0]), bw = lp_buf(p, n->in[1]), bdx = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int i, c, ih, iw, kk, r, s;
+    lstmt *b = loop_n(p, k->body, &i);
+    b = loop(p, b, "c", dx.c, &c);
+    b = loop(p, b, "ih", dx.h, &ih);
+    b = loop(p, b, "iw", dx.w, &iw);
+    int acc = lp_var(p, "acc", LT_FLOAT, 0);
+    ls_set(p, b, acc, lx_float(p, 0));
+    lstmt *red = loop(p, b, "kk", kg, &kk);
+    lexpr *ko = lx_add(p, lx_mul(p, lx_div(p, V(p, c), I(p, cg)), I(p, kg)), V(p, kk));
+    red = loop(p, red, "r", R, &r);
+    lexpr *oh, *ow;
+    red = back_tap(p, red, V(p, ih), r, a->stride[0], a->pad[0], a->dilation[0], dy.h, &oh);
+    red = loop(p, red, "s", S, &s);
+    red = back_tap(p, red, V(p, iw), s, a->stride[1], a->pad[1], a->dilation[1], dy.w, &ow);
+    lexpr *g = lx_load(p, bdy, at4(p, dy, V(p, i), ko, oh, ow));
+    dims wd = {cg, R, S};
+    lexpr *cc = lx_bin(p, LX_REM, V(p, c), I(p, cg));
+    lexpr *wv = lx_load(p, bw, at4(p, wd, ko, cc, V(p, r), V(p, s)));
+    ls_set(p, red, acc, lx_add(p, V(p, acc), lx_mul(p, g, wv)));
+    ls_store(p, b, bdx, at4(p, dx, V(p, i), V(p, c), V(p, ih), V(p, iw)), V(p, acc), 0);
+}
+
+void lower_conv2d_bwd_filter(lprogram *p, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    /* inputs: dy, x; output dW [K, C/groups, R, S] */
+    dims dy = dims_of(p, n->in[0]), x = dims_of(p, n->in[1]);
+    int64_t cg = x.c / a->groups, kg = dy.c / a->groups;
+    int R = a->kernel[0], S = a->kernel[1];
+    int bdy = lp_buf(p, n->in[0]), bx = lp_buf(p, n->in[1]), bdw = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int ko, c, r, s, i, oh, ow;
+    lstmt *b = loop(p, k->body, "k", dy.c, &ko);
+    b = loop(p, b, "c", cg, &c);
+    b = loop(p, b, "r", R, &r);
+    b = loop(p, b, "s", S, &s);
+    int acc = lp_var(p, "acc", LT_FLOAT, 0);
+    ls_set(p, b, acc, lx_float(p, 0));
+    lstmt *red = loop_n(p, b, &i);
+    red = loop(p, red, "oh", dy.h, &oh);
+    lexpr *ih, *iw;
+    red = tap(p, red, V(p, oh), r, a->stride[0], a->pad[0], a->dilation[0], x.h, a->pad[2], &ih);
+    red = loop(p, red, "ow", dy.w, &ow);
+    red = tap(p, red, V(p, ow), s, a->stride[1], a->pad[1], a->dilation[1], x.w, a->pad[3], &iw);
+    lexpr *cin = lx_add(p, lx_mul(p, lx_div(p, V(p, ko), I(p, kg)), I(p, cg)), V(p, c));
+    lexpr *g = lx_load(p, bdy, at4(p, dy, V(p, i), V(p, ko), V(p, oh), V(p, ow)));
+    lexpr *xv = lx_load(p, bx, at4(p, x, V(p, i), cin, ih, iw));
+    ls_set(p, red, acc, lx_add(p, V(p, acc), lx_mul(p, g, xv)));
+    dims wd = {cg, R, S};
+    ls_store(p, b, bdw, at4(p, wd, V(p, ko), V(p, c), V(p, r), V(p, s)), V(p, acc), 0);
+}
+
+/* db[k] = sum over examples and pixels of dy[i, k, h, w] (conv and dense). */
+void lower_bias_bwd(lprogram *p, const ir_node *n)
+{
+    dims dy = dims_of(p, n->in[0]);
+    int bdy = lp_buf(p, n->in[0]), bdb = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int ko, i, e;
+    lstmt *b = loop(p, k->body, "k", dy.c, &ko);
+    int acc = lp_var(p, "acc", LT_FLOAT, 0);
+    ls_set(p, b, acc, lx_float(p, 0));
+    lstmt *red = loop_n(p, b, &i);
+    red = loop(p, red, "e", dy.h * dy.w, &e);
+    lexpr *idx = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), dy.c, V(p, ko)), I(p, dy.h * dy.w)),
+                        V(p, e));
+    ls_set(p, red, acc, lx_add(p, V(p, acc), lx_load(p, bdy, idx)));
+    ls_store(p, b, bdb, V(p, ko), V(p, acc), 0);
+}
+
+/* ---- dense ---------------------------------------------------------------------------- */
+
+void lower_dense(lprogram *p, const ir_node *n)
+{
+    int64_t f = dims_of(p, n->in[0]).c, units = dims_of(p, n->out[0]).c;
+    int bx = lp_buf(p, n->in[0]), bw = lp_buf(p, n->in[1]), by = lp_buf(p, n->out[0]);
+    int bb = n->nin > 2 ? lp_buf(p, n->in[2]) : -1;
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int i, o, j;
+    lstmt *b = loop_n(p, k->body, &i);
+    b = loop(p, b, "o", units, &o);
+    int acc = lp_var(p, "acc", LT_FLOAT, 0);
+    ls_set(p, b, acc, bb >= 0 ? lx_load(p, bb, V(p, o)) : lx_float(p, 0));
+    lstmt *red = loop(p, b, "f", f, &j);
+    lexpr *xv = lx_load(p, bx, lx_madd(p, V(p, i), f, V(p, j)));
+    lexpr *wv = lx_load(p, bw, lx_madd(p, V(p, o), f, V(p, j)));
+    ls_set(p, red, acc, lx_add(p, V(p, acc), lx_mul(p, xv, wv)));
+    ls_store(p, b, by, lx_madd(p, V(p, i), units, V(p, o)), V(p, acc), 0);
+}
+
+void lower_dense_bwd_data(lprogram *p, const ir_node *n)
+{
+    int64_t units = dims_of(p, n->in[0]).c, f = dims_of(p, n->out[0]).c;
+    int bdy = lp_buf(p, n->in[0]), bw = lp_buf(p, n->in[1]), bdx = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int i, j, o;
+    lstmt *b = loop_n(p, k->body, &i);
+    b = loop(p, b, "f", f, &j);
+    int acc = lp_var(p, "acc", LT_FLOAT, 0);
+    ls_set(p, b, acc, lx_float(p, 0));
+    lstmt *red = loop(p, b, "o", units, &o);
+    lexpr *g = lx_load(p, bdy, lx_madd(p, V(p, i), units, V(p, o)));
+    lexpr *wv = lx_load(p, bw, lx_madd(p, V(p, o), f, V(p, j)));
+    ls_set(p, red, acc, lx_add(p, V(p, acc), lx_mul(p, g, wv)));
+    ls_store(p, b, bdx, lx_madd(p, V(p, i), f, V(p, j)), V(p, acc), 0);
+}
+
+void lower_dense_bwd_weight(lprogram *p, const ir_node *n)
+{
+    int64_t units = dims_of(p, n->in[0]).c, f = dims_of(p, n->in[1]).c;
+    int bdy = lp_buf(p, n->in[0]), bx = lp_buf(p, n->in[1]), bdw = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int o, j, i;
+    lstmt *b = loop(p, k->body, "o", units, &o);
+    b = loop(p, b, "f", f, &j);
+    int acc = lp_var(p, "acc", LT_FLOAT, 0);
+    ls_set(p, b, acc, lx_float(p, 0));
+    lstmt *red = loop_n(p, b, &i);
+    lexpr *g = lx_load(p, bdy, lx_madd(p, V(p, i), units, V(p, o)));
+    lexpr *xv = lx_load(p, bx, lx_madd(p, V(p, i), f, V(p, j)));
+    ls_set(p, red, acc, lx_add(p, V(p, acc), lx_mul(p, g, xv)));
+    ls_store(p, b, bdw, lx_madd(p, V(p, o), f, V(p, j)), V(p, acc), 0);
+}
+
+/* ---- element-wise ------------------------------------------------------------------------ */
+
+/* for e in [0, n * row): out[e] = f(e) — the body is built by the caller. */
+static lstmt *elementwise(lprogram *p, const ir_node *n, int *e)
+{
+    int64_t row = ir_row_size(&p->g->values[n->out[0]]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    return ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), e)->body;
+}
+
+void lower_relu(lprogram *p, const ir_node *n)
+{
+    int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
+    int e;
+    lstmt *b = elementwise(p, n, &e);
+    lexpr *x = lx_load(p, bx, V(p, e));
+    ls_store(p, b, by, V(p, e), lx_select(p, lx_lt(p, x, lx_float(p, 0)), lx_float(p, 0), x), 0);
+}
+
+void lower_relu_bwd(lprogram *p, const ir_node *n)
+{
+    int bdy = lp_buf(p, n->in[0]), by = lp_buf(p, n->in[1]), bdx = lp_buf(p, n->out[0]);
+    int e;
+    lstmt *b = elementwise(p, n, &e);
+    lexpr *pos = lx_lt(p, lx_float(p, 0), lx_load(p, by, V(p, e)));
+    ls_store(p, b, bdx, V(p, e), lx_select(p, pos, lx_load(p, bdy, V(p, e)), lx_float(p, 0)), 0);
+}
+
+void lower_add(lprogram *p, const ir_node *n)
+{
+    int ba = lp_buf(p, n->in[0]), bb = lp_buf(p, n->in[1]), by = lp_buf(p, n->out[0]);
+    int e;
+    lstmt *b = elementwise(p, n, &e);
+    ls_store(p, b, by, V(p, e), lx_add(p, lx_load(p, ba, V(p, e)), lx_load(p, bb, V(p, e))), 0);
+}
+
+void lower_copy(lprogram *p, const ir_node *n)
+{
+    int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
+    int e;
+    lstmt *b = elementwise(p, n, &e);
+    ls_store(p, b, by, V(p, e), lx_load(p, bx, V(p, e)), 0);
+}
+
+/* ---- pooling ------------------------------------------------------------------------------- */
+
+/* The loops over (i, c, oh, ow) and the window (r, s) of a pooling op, with
+ * the bounds checks padding needs.  x is the pooled tensor's dims, y the
+ * pooled output's. */
+typedef struct window {
+    int i, c, oh, ow, r, s;
+    lstmt *outer;  /* body at one output position */
+    lstmt *inner;  /* body at one in-range tap */
+    lexpr *ih, *iw;
+} window;
+
+static window pool_window(lprogram *p, lkernel *k, dims y)
+{
+    window wv;
+    lstmt *b = loop_n(p, k->body, &wv.i);
+    b = loop(p, b, "c", y.c, &wv.c);
+    b = loop(p, b, "oh", y.h, &wv.oh);
+    b = loop(p, b, "ow", y.w, &wv.ow);
+    wv.outer = b;
+    return wv;
+}
+
+static void pool_taps(lprogram *p, window *wv, const ir_attrs *a, dims x)
+{
+    lstmt *t = loop(p, wv->outer, "r", a->kernel[0], &wv->r);
+    t = tap(p, t, V(p, wv->oh), wv->r, a->stride[0], a->pad[0], 1, x.h, a->pad[2], &wv->ih);
+    t = loop(p, t, "s", a->kernel[1], &wv->s);
+    t = tap(p, t, V(p, wv->ow), wv->s, a->stride[1], a->pad[1], 1, x.w, a->pad[3], &wv->iw);
+    wv->inner = t;
+}
+
+/* The first maximum of the window (a NaN wins), into locals m and at
+ * (at = ih*W + iw, or -1 for an empty window). */
+static void window_argmax(lprogram *p, window *wv, const ir_attrs *a, dims x, int bx, int *m,
+                          int *at)
+{
+    *m = lp_var(p, "m", LT_FLOAT, 0);
+    *at = lp_var(p, "at", LT_INT, 0);
+    ls_set(p, wv->outer, *m, lx_float(p, -INFINITY));
+    ls_set(p, wv->outer, *at, I(p, -1));
+    pool_taps(p, wv, a, x);
+    int v = lp_var(p, "v", LT_FLOAT, 0);
+    ls_set(p, wv->inner, v, lx_load(p, bx, at4(p, x, V(p, wv->i), V(p, wv->c), wv->ih, wv->iw)));
+    lexpr *better = lx_bin(p, LX_OR, lx_lt(p, V(p, *m), V(p, v)),
+                           lx_bin(p, LX_NE, V(p, v), V(p, v)));
+    lexpr *pos = lx_madd(p, wv->ih, x.w, wv->iw);
+    ls_set(p, wv->inner, *at, lx_select(p, better, pos, V(p, *at)));
+    ls_set(p, wv->inner, *m, lx_select(p, better, V(p, v), V(p, *m)));
+}
+
+void lower_maxpool(lprogram *p, const ir_node *n)
+{
+    dims x = dims_of(p, n->in[0]), y = dims_of(p, n->out[0]);
+    int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    window wv = pool_window(p, k, y);
+    int m, at;
+    window_argmax(p, &wv, &n->attr, x, bx, &m, &at);
+    ls_store(p, wv.outer, by, at4(p, y, V(p, wv.i), V(p, wv.c), V(p, wv.oh), V(p, wv.ow)),
+             V(p, m), 0);
+}
+
+/* dx = 0 over the first n examples. */
+static void zero_fill(lprogram *p, lkernel *k, int buf, int64_t row)
+{
+    int e;
+    lstmt *b = ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), &e)->body;
+    ls_store(p, b, buf, V(p, e), lx_float(p, 0), 0);
+}
+
+void lower_maxpool_bwd(lprogram *p, const ir_node *n)
+{
+    /* inputs: dy, x; output dx */
+    dims y = dims_of(p, n->in[0]), x = dims_of(p, n->in[1]);
+    int bdy = lp_buf(p, n->in[0]), bx = lp_buf(p, n->in[1]), bdx = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    zero_fill(p, k, bdx, x.c * x.h * x.w);
+    window wv = pool_window(p, k, y);
+    int m, at;
+    window_argmax(p, &wv, &n->attr, x, bx, &m, &at);
+    lstmt *hit = ls_if(p, wv.outer, lx_bin(p, LX_LE, I(p, 0), V(p, at)))->then_s;
+    lexpr *dst = lx_add(p, lx_mul(p, lx_madd(p, V(p, wv.i), x.c, V(p, wv.c)), I(p, x.h * x.w)),
+                        V(p, at));
+    lexpr *g = lx_load(p, bdy, at4(p, y, V(p, wv.i), V(p, wv.c), V(p, wv.oh), V(p, wv.ow)));
+    ls_store(p, hit, bdx, dst, g, 1);
+}
+
+void lower_avgpool(lprogram *p, const ir_node *n)
+{
+    dims x = dims_of(p, n->in[0]), y = dims_of(p, n->out[0]);
+    int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    window wv = pool_window(p, k, y);
+    int acc = lp_var(p, "acc", LT_FLOAT, 0);
+    ls_set(p, wv.outer, acc, lx_float(p, 0));
+    pool_taps(p, &wv, &n->attr, x);
+    lexpr *v = lx_load(p, bx, at4(p, x, V(p, wv.i), V(p, wv.c), wv.ih, wv.iw));
+    ls_set(p, wv.inner, acc, lx_add(p, V(p, acc), v));
+    double inv = 1.0 / (n->attr.kernel[0] * n->attr.kernel[1]);
+    ls_store(p, wv.outer, by, at4(p, y, V(p, wv.i), V(p, wv.c), V(p, wv.oh), V(p, wv.ow)),
+             lx_mul(p, V(p, acc), lx_float(p, inv)), 0);
+}
+
+void lower_avgpool_bwd(lprogram *p, const ir_node *n)
+{
+    /* input: dy; output dx */
+    dims y = dims_of(p, n->in[0]), x = dims_of(p, n->out[0]);
+    int bdy = lp_buf(p, n->in[0]), bdx = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    zero_fill(p, k, bdx, x.c * x.h * x.w);
+    window wv = pool_window(p, k, y);
+    int g = lp_var(p, "g", LT_FLOAT, 0);
+    double inv = 1.0 / (n->attr.kernel[0] * n->attr.kernel[1]);
+    lexpr *dy = lx_load(p, bdy, at4(p, y, V(p, wv.i), V(p, wv.c), V(p, wv.oh), V(p, wv.ow)));
+    ls_set(p, wv.outer, g, lx_mul(p, dy, lx_float(p, inv)));
+    pool_taps(p, &wv, &n->attr, x);
+    ls_store(p, wv.inner, bdx, at4(p, x, V(p, wv.i), V(p, wv.c), wv.ih, wv.iw), V(p, g), 1);
+}
+
+/* ---- loss ------------------------------------------------------------------------------------ */
+
+/* The label of example i, clamped into [0, classes) so that a bad label can
+ * never address memory outside the row (the runtime validates labels). */
+static lexpr *label_of(lprogram *p, int blabels, int i, int64_t classes)
+{
+    lexpr *l = lx_load(p, blabels, V(p, i));
+    return lx_bin(p, LX_MIN, lx_bin(p, LX_MAX, l, I(p, 0)), I(p, classes - 1));
+}
+
+/* loss = mean over i < n of -log softmax(z_i)[label_i]; probs = softmax(z). */
+void lower_softmax_xent(lprogram *p, const ir_node *n)
+{
+    int64_t classes = dims_of(p, n->in[0]).c;
+    int bz = lp_buf(p, n->in[0]), bl = lp_buf(p, n->in[1]);
+    int bloss = lp_buf(p, n->out[0]), bp = lp_buf(p, n->out[1]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int total = lp_var(p, "total", LT_FLOAT, 0);
+    ls_set(p, k->body, total, lx_float(p, 0));
+    int i, j;
+    lstmt *row = loop_n(p, k->body, &i);
+    int m = lp_var(p, "m", LT_FLOAT, 0), sum = lp_var(p, "sum", LT_FLOAT, 0);
+    ls_set(p, row, m, lx_float(p, -INFINITY));
+    lstmt *b = loop(p, row, "j", classes, &j);
+    lexpr *z = lx_load(p, bz, lx_madd(p, V(p, i), classes, V(p, j)));
+    ls_set(p, b, m, lx_select(p, lx_lt(p, V(p, m), z), z, V(p, m)));
+    ls_set(p, row, sum, lx_float(p, 0));
+    b = loop(p, row, "j", classes, &j);
+    lexpr *at = lx_madd(p, V(p, i), classes, V(p, j));
+    int e = lp_var(p, "e", LT_FLOAT, 0);
+    ls_set(p, b, e, lx_un(p, LX_EXP, lx_sub(p, lx_load(p, bz, at), V(p, m))));
+    ls_store(p, b, bp, at, V(p, e), 0);
+    ls_set(p, b, sum, lx_add(p, V(p, sum), V(p, e)));
+    b = loop(p, row, "j", classes, &j);
+    at = lx_madd(p, V(p, i), classes, V(p, j));
+    ls_store(p, b, bp, at, lx_div(p, lx_load(p, bp, at), V(p, sum)), 0);
+    lexpr *zl = lx_load(p, bz, lx_madd(p, V(p, i), classes, label_of(p, bl, i, classes)));
+    lexpr *nll = lx_sub(p, lx_add(p, lx_un(p, LX_LOG, V(p, sum)), V(p, m)), zl);
+    ls_set(p, row, total, lx_add(p, V(p, total), nll));
+    ls_store(p, k->body, bloss, I(p, 0), lx_div(p, V(p, total), lx_un(p, LX_TOFLOAT, lx_n(p))),
+             0);
+}
+
+/* dz = (probs - onehot(label)) / n */
+void lower_softmax_xent_bwd(lprogram *p, const ir_node *n)
+{
+    int64_t classes = dims_of(p, n->in[0]).c;
+    int bp = lp_buf(p, n->in[0]), bl = lp_buf(p, n->in[1]), bdz = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int inv = lp_var(p, "inv_n", LT_FLOAT, 0);
+    ls_set(p, k->body, inv, lx_div(p, lx_float(p, 1), lx_un(p, LX_TOFLOAT, lx_n(p))));
+    int i, j;
+    lstmt *row = loop_n(p, k->body, &i);
+    int lbl = lp_var(p, "label", LT_INT, 0);
+    ls_set(p, row, lbl, label_of(p, bl, i, classes));
+    lstmt *b = loop(p, row, "j", classes, &j);
+    lexpr *at = lx_madd(p, V(p, i), classes, V(p, j));
+    lexpr *hot = lx_select(p, lx_bin(p, LX_EQ, V(p, j), V(p, lbl)), lx_float(p, 1), lx_float(p, 0));
+    ls_store(p, b, bdz, at, lx_mul(p, lx_sub(p, lx_load(p, bp, at), hot), V(p, inv)), 0);
+}
+
+/* ---- the pass -------------------------------------------------------------------------------- */
+
+lprogram *lower_graph(arena *a, const ir_graph *g)
+{
+    lprogram *p = lp_new(a, g);
+    for (int i = 0; i < g->nnodes; i++)
+        op_table[g->nodes[i].op].lower(p, &g->nodes[i]);
+    return p;
+}

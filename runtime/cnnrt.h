@@ -1,0 +1,260 @@
+/*
+ * cnnrt.h — the public API of libcnnrt, the runtime that trains and runs
+ * networks compiled by cnnc.
+ *
+ * The runtime is plain C with no knowledge of the compiler: everything it
+ * knows about a network comes from the descriptor in cnn_model.h.  It owns
+ * the memory a model needs (parameters, gradients, optimizer state, arena),
+ * initializes parameters, applies optimizer updates, loads data, writes and
+ * reads checkpoints, and provides the main() of training executables.
+ *
+ * Conventions.  Functions that can fail return 0 on success and -1 on
+ * failure, and fill a caller-provided cnn_error with one line that names
+ * the file or value at fault.  Nothing here prints except through the log
+ * callback (cnn_set_log), and nothing calls exit() except cnn_train_main's
+ * caller.  Everything allocated by a *_create / *_load / *_open function is
+ * released by the matching *_free / *_close.
+ */
+#ifndef CNNRT_H
+#define CNNRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cnn_model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors and logging ------------------------------------------------ */
+
+typedef struct cnn_error {
+    char msg[512]; /* one line, no trailing newline */
+} cnn_error;
+
+/* Format msg into err (if err is not NULL); returns -1 for `return
+ * cnn_fail(err, ...)`. */
+int cnn_fail(cnn_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+enum cnn_log_level { CNN_LOG_ERROR, CNN_LOG_WARN, CNN_LOG_INFO, CNN_LOG_PROGRESS };
+/* The runtime's only way out to the user.  The default writes errors and
+ * warnings to stderr and the rest to stdout.  PROGRESS messages are
+ * progress-bar updates: they carry no newline and replace the previous one
+ * on a terminal. */
+typedef void (*cnn_log_fn)(void *user, enum cnn_log_level level, const char *msg);
+void cnn_set_log(cnn_log_fn fn, void *user); /* NULL restores the default */
+/* Messages reach the callback as formatted, without a trailing newline;
+ * callers write their own "error: " prefix.  Calls are serialized by a
+ * lock, so the callback need not be thread-safe, but it must not call
+ * cnn_log itself.  When stdout is not a terminal the default logger prints
+ * PROGRESS messages as plain lines, at most one every 10 seconds. */
+void cnn_log(enum cnn_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- models ------------------------------------------------------------ */
+
+/* Check that m speaks this runtime's ABI and is self-consistent (parameter
+ * offsets inside param_floats, shapes matching sizes). */
+int cnn_model_check(const cnn_model_desc *m, cnn_error *err);
+
+/* dlopen a compiled network (.so) and return its checked descriptor.
+ * *handle receives what cnn_model_close needs. */
+const cnn_model_desc *cnn_model_open(const char *path, void **handle, cnn_error *err);
+void cnn_model_close(void *handle);
+
+/* Look a parameter up by checkpoint name; NULL when absent. */
+const cnn_param_desc *cnn_model_param(const cnn_model_desc *m, const char *name);
+
+/* ---- contexts ---------------------------------------------------------- */
+
+/* Allocate a context for m: params, grads and arena, 64-byte aligned and
+ * touched once so that no page fault happens inside a step.  Parameters
+ * are zero; call cnn_init_params or cnn_checkpoint_load.  nthreads <= 0
+ * means the number of available cores (threads arrive in a later version;
+ * for now every context runs serially). */
+cnn_ctx *cnn_ctx_create(const cnn_model_desc *m, int nthreads, cnn_error *err);
+void cnn_ctx_free(cnn_ctx *ctx);
+
+/* ---- random numbers ---------------------------------------------------- */
+
+/* xoshiro256** seeded through splitmix64: fast, reproducible everywhere. */
+typedef struct cnn_rng {
+    uint64_t s[4];
+} cnn_rng;
+void cnn_rng_seed(cnn_rng *r, uint64_t seed);
+uint64_t cnn_rng_u64(cnn_rng *r);
+double cnn_rng_uniform(cnn_rng *r);            /* [0, 1) */
+double cnn_rng_normal(cnn_rng *r);             /* mean 0, std 1 */
+uint64_t cnn_rng_below(cnn_rng *r, uint64_t n); /* [0, n), unbiased; n > 0 */
+/* Seed r with a stream of its own, derived from (seed, name, index): the
+ * initializer of parameter "conv1.weight" uses (seed, "conv1.weight", 0),
+ * the shuffle of epoch e uses (seed, "shuffle", e).  Streams of different
+ * names or indices are independent for practical purposes. */
+void cnn_rng_seed_stream(cnn_rng *r, uint64_t seed, const char *name, uint64_t index);
+
+/* ---- initialization ---------------------------------------------------- */
+
+/* Fill one parameter according to its initializer.  Each parameter draws
+ * from its own stream derived from (seed, parameter name), so adding a layer
+ * does not change the initial values of the others. */
+void cnn_init_param(const cnn_param_desc *p, float *params, uint64_t seed);
+void cnn_init_params(const cnn_model_desc *m, float *params, uint64_t seed);
+/* The fans p's initializer uses: the descriptor's fan_in / fan_out where
+ * they are set (> 0), else PyTorch's rule from the shape (ndim >= 2:
+ * fan_in = shape[1] * receptive field, fan_out = shape[0] * receptive
+ * field), else 0.  A gain multiplier init_a of 0 for xavier_* / he_* means
+ * the standard gain (1). */
+void cnn_param_fans(const cnn_param_desc *p, int64_t *fan_in, int64_t *fan_out);
+/* "xavier_uniform", ... for messages; "?" for an unknown kind. */
+const char *cnn_init_name(int kind);
+
+/* ---- training configuration -------------------------------------------- */
+
+enum cnn_optim_type { CNN_OPTIM_SGD = 0 };
+/* The optimizer type called `name` in a train config ("sgd"), or -1. */
+int cnn_optim_lookup(const char *name);
+/* The name of an optimizer type, "?" if unknown. */
+const char *cnn_optim_name(int type);
+
+typedef struct cnn_optim_config {
+    int type;            /* enum cnn_optim_type */
+    double lr;
+    double momentum;
+    double dampening;
+    double weight_decay; /* L2, added to the gradient as torch.optim does */
+    int nesterov;
+} cnn_optim_config;
+
+typedef struct cnn_train_config {
+    int batch;           /* must equal the model's compiled batch */
+    int epochs;
+    uint64_t seed;
+    cnn_optim_config optim;
+} cnn_train_config;
+
+/* Parse the descriptor's train_config JSON. Missing keys get defaults:
+ * epochs 1, seed 0, sgd lr 0.01, momentum 0, dampening 0, no nesterov,
+ * weight_decay 0.  A missing batch is 0 (= the model's).  Unknown keys are
+ * ignored (later versions add keys); a NULL json gives the defaults.
+ * Values are range-checked here (lr > 0, momentum >= 0, nesterov only with
+ * momentum and no dampening, as torch.optim.SGD demands). */
+int cnn_train_config_parse(const char *json, cnn_train_config *cfg, cnn_error *err);
+
+/* ---- optimizers ---------------------------------------------------------- */
+
+/* Updates follow torch.optim's documented algorithms exactly, in float
+ * arithmetic (each operation rounded as torch's are, but without fused
+ * multiply-adds, so results agree with torch to within an ulp or so).  SGD:
+ *   g = grad + weight_decay * p
+ *   if momentum: b = g on the first step, else b = momentum*b + (1-dampening)*g
+ *                g = g + momentum*b if nesterov else b
+ *   p = p - lr * g
+ * Only parameters flagged CNN_PARAM_TRAINABLE are touched, and weight decay
+ * applies only to those also flagged CNN_PARAM_DECAY; state lives in flat
+ * arrays of the parameter layout, allocated by create (the momentum buffer
+ * is filled on the first step, as torch creates it then).  create checks
+ * the configuration and fails with a message naming the bad value. */
+typedef struct cnn_optimizer cnn_optimizer;
+cnn_optimizer *cnn_optimizer_create(const cnn_model_desc *m, const cnn_optim_config *cfg,
+                                    cnn_error *err);
+void cnn_optimizer_step(cnn_optimizer *opt, float *params, const float *grads);
+/* Check an optimizer configuration as create does, without allocating. */
+int cnn_optim_config_check(const cnn_optim_config *cfg, cnn_error *err);
+void cnn_optimizer_free(cnn_optimizer *opt);
+
+/* ---- data ---------------------------------------------------------------- */
+
+/* A labelled image set in memory: images as float NCHW scaled to [0, 1]. */
+typedef struct cnn_dataset {
+    int64_t count;
+    int32_t c, h, w;
+    float *images;   /* count * c * h * w */
+    int32_t *labels; /* count */
+} cnn_dataset;
+
+/* Load an IDX image file (magic 0x00000803, unsigned bytes, [count, h, w])
+ * and an IDX label file (magic 0x00000801, [count]), each gzip-compressed
+ * or raw.  Validates magic, dimensions, file length and that both files
+ * have the same count; the error names the file and the problem. */
+int cnn_idx_load(const char *images_path, const char *labels_path, cnn_dataset *ds,
+                 cnn_error *err);
+
+/* Load the split ("train" or "t10k") of an MNIST-style directory, trying
+ * "<split>-images-idx3-ubyte.gz" and then the name without ".gz" (and the
+ * same for labels). */
+int cnn_dataset_load_dir(const char *dir, const char *split, cnn_dataset *ds, cnn_error *err);
+
+/* Check that ds fits m: same image shape, labels in [0, classes). */
+int cnn_dataset_check(const cnn_dataset *ds, const cnn_model_desc *m, const char *what,
+                      cnn_error *err);
+
+void cnn_dataset_free(cnn_dataset *ds);
+
+/* Batches over a dataset in a seeded per-epoch order. */
+typedef struct cnn_batcher {
+    const cnn_dataset *ds;
+    int batch;
+    int shuffle;
+    int64_t *order;  /* permutation of [0, count) for this epoch */
+    int64_t pos;     /* next index into order */
+    cnn_rng rng;     /* this epoch's shuffle stream */
+    uint64_t seed;   /* shuffle seed given to init */
+    int64_t epoch;   /* epochs started so far (cnn_batcher_epoch calls) */
+    float *x;        /* batch * c*h*w, gathered batch */
+    int32_t *y;      /* batch labels */
+} cnn_batcher;
+
+int cnn_batcher_init(cnn_batcher *b, const cnn_dataset *ds, int batch, int shuffle,
+                     uint64_t seed, cnn_error *err);
+/* Start an epoch: rewind and, if shuffling, draw a new permutation.  Epoch
+ * e's order depends only on (seed, e), so a resumed run can reproduce it.
+ * Call it before every epoch, the first included: until then
+ * cnn_batcher_next returns 0. */
+void cnn_batcher_epoch(cnn_batcher *b);
+/* Gather the next batch into b->x / b->y; returns its size, 0 at the end of
+ * the epoch (the last batch may be short). */
+int cnn_batcher_next(cnn_batcher *b);
+void cnn_batcher_free(cnn_batcher *b);
+
+/* ---- checkpoints --------------------------------------------------------- */
+
+/* Write every parameter of m to a safetensors file (F32, PyTorch names and
+ * layouts) with metadata naming the network and its architecture hash.  The
+ * write is atomic: a temporary file in the same directory, fsync, rename;
+ * on any failure the previous file at path is untouched. */
+int cnn_checkpoint_save(const char *path, const cnn_model_desc *m, const float *params,
+                        cnn_error *err);
+/* Read a safetensors file into params.  Every parameter of m must be present
+ * with its exact shape and dtype F32; a missing, misshapen or truncated tensor
+ * is an error naming the file and the tensor.  Extra tensors are ignored. */
+int cnn_checkpoint_load(const char *path, const cnn_model_desc *m, float *params,
+                        cnn_error *err);
+
+/* ---- training ------------------------------------------------------------ */
+
+/* Evaluate on ds in batches: mean loss (softmax cross-entropy, computed by
+ * the runtime from forward()'s logits) and accuracy in [0, 1]. */
+int cnn_evaluate(cnn_ctx *ctx, const cnn_dataset *ds, double *loss, double *accuracy,
+                 cnn_error *err);
+
+/* The main() of a training executable built by `cnnc --emit exe`.  Returns
+ * the process exit status: 0 success, 1 user error (bad data, checkpoint),
+ * 2 usage, 3 a loss that is NaN or infinite, 130 interrupted by SIGINT
+ * (after saving, if --save was given). */
+int cnn_train_main(int argc, char **argv, const cnn_model_desc *m);
+
+enum {
+    CNN_EXIT_OK = 0,
+    CNN_EXIT_USER = 1,        /* bad data file, checkpoint, model */
+    CNN_EXIT_USAGE = 2,       /* unknown option or bad value */
+    CNN_EXIT_NONFINITE = 3,   /* training diverged */
+    CNN_EXIT_INTERRUPTED = 130,
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CNNRT_H */

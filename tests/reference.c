@@ -1,0 +1,452 @@
+/*
+ * reference.c — the reference interpreter (reference.h).
+ *
+ * Each value of the graph gets a float array (views share their base's);
+ * each node runs the function of its op from the table at the bottom.
+ * Shapes come from the graph; the batch is the n given to ref_run.  The
+ * forward ops read "output[i] = sum ...", the backward ops are written as
+ * the transposed loops — scattering each output gradient to the inputs
+ * that produced it — which is a different computation from the gathers
+ * the compiler emits, so agreement means something.
+ */
+#include "reference.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ref {
+    const ir_graph *g;
+    int n;
+    float **val;      /* per value */
+    int32_t *labels;
+    const float *params;
+    float *grads;
+    double loss;
+} ref;
+
+typedef struct d4 {
+    int64_t c, h, w;
+} d4;
+
+static d4 dims(const ref *r, int v)
+{
+    const ir_value *val = &r->g->values[v];
+    d4 d = {val->shape.d[1], 1, 1};
+    if (val->shape.ndim == 4) {
+        d.h = val->shape.d[2];
+        d.w = val->shape.d[3];
+    }
+    return d;
+}
+
+#define AT(D, I, C, H, W) ((((int64_t)(I) * (D).c + (C)) * (D).h + (H)) * (D).w + (W))
+
+static float *V(ref *r, const ir_node *n, int which)
+{
+    return r->val[n->in[which]];
+}
+
+static float *OUT(ref *r, const ir_node *n)
+{
+    return r->val[n->out[0]];
+}
+
+/* ---- convolution ------------------------------------------------------------- */
+
+static void conv2d(ref *r, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    d4 x = dims(r, n->in[0]), y = dims(r, n->out[0]);
+    int64_t cg = x.c / a->groups, kg = y.c / a->groups;
+    const float *in = V(r, n, 0), *w = V(r, n, 1), *b = n->nin > 2 ? V(r, n, 2) : NULL;
+    float *out = OUT(r, n);
+    for (int i = 0; i < r->n; i++)
+        for (int64_t k = 0; k < y.c; k++)
+            for (int64_t oh = 0; oh < y.h; oh++)
+                for (int64_t ow = 0; ow < y.w; ow++) {
+                    double s = b ? b[k] : 0.0;
+                    for (int64_t c = 0; c < cg; c++)
+                        for (int p = 0; p < a->kernel[0]; p++)
+                            for (int q = 0; q < a->kernel[1]; q++) {
+                                int64_t ih = oh * a->stride[0] - a->pad[0] + p * a->dilation[0];
+                                int64_t iw = ow * a->stride[1] - a->pad[1] + q * a->dilation[1];
+                                if (ih < 0 || ih >= x.h || iw < 0 || iw >= x.w)
+                                    continue;
+                                int64_t cin = k / kg * cg + c;
+                                s += (double)in[AT(x, i, cin, ih, iw)] *
+                                     w[((k * cg + c) * a->kernel[0] + p) * a->kernel[1] + q];
+                            }
+                    out[AT(y, i, k, oh, ow)] = (float)s;
+                }
+}
+
+/* Scatter each output gradient to the input pixels and weights that
+ * produced it; which of the two is kept depends on the op. */
+static void conv2d_backward(ref *r, const ir_node *n, const float *dy_p, const float *w,
+                            const float *x_p, d4 x, d4 y, double *dx, double *dw)
+{
+    const ir_attrs *a = &n->attr;
+    int64_t cg = x.c / a->groups, kg = y.c / a->groups;
+    for (int i = 0; i < r->n; i++)
+        for (int64_t k = 0; k < y.c; k++)
+            for (int64_t oh = 0; oh < y.h; oh++)
+                for (int64_t ow = 0; ow < y.w; ow++) {
+                    double g = dy_p[AT(y, i, k, oh, ow)];
+                    for (int64_t c = 0; c < cg; c++)
+                        for (int p = 0; p < a->kernel[0]; p++)
+                            for (int q = 0; q < a->kernel[1]; q++) {
+                                int64_t ih = oh * a->stride[0] - a->pad[0] + p * a->dilation[0];
+                                int64_t iw = ow * a->stride[1] - a->pad[1] + q * a->dilation[1];
+                                if (ih < 0 || ih >= x.h || iw < 0 || iw >= x.w)
+                                    continue;
+                                int64_t cin = k / kg * cg + c;
+                                int64_t wi = ((k * cg + c) * a->kernel[0] + p) * a->kernel[1] + q;
+                                if (dx)
+                                    dx[AT(x, i, cin, ih, iw)] += g * w[wi];
+                                if (dw)
+                                    dw[wi] += g * x_p[AT(x, i, cin, ih, iw)];
+                            }
+                }
+}
+
+static void store(float *dst, const double *src, int64_t count)
+{
+    for (int64_t i = 0; i < count; i++)
+        dst[i] = (float)src[i];
+}
+
+static void conv2d_bwd_data(ref *r, const ir_node *n)
+{
+    d4 y = dims(r, n->in[0]), x = dims(r, n->out[0]);
+    int64_t count = r->n * x.c * x.h * x.w;
+    double *dx = calloc((size_t)count, sizeof *dx);
+    conv2d_backward(r, n, V(r, n, 0), V(r, n, 1), NULL, x, y, dx, NULL);
+    store(OUT(r, n), dx, count);
+    free(dx);
+}
+
+static void conv2d_bwd_filter(ref *r, const ir_node *n)
+{
+    d4 y = dims(r, n->in[0]), x = dims(r, n->in[1]);
+    int64_t count = ir_shape_size(r->g->values[n->out[0]].shape);
+    double *dw = calloc((size_t)count, sizeof *dw);
+    conv2d_backward(r, n, V(r, n, 0), NULL, V(r, n, 1), x, y, NULL, dw);
+    store(OUT(r, n), dw, count);
+    free(dw);
+}
+
+static void bias_bwd(ref *r, const ir_node *n)
+{
+    d4 y = dims(r, n->in[0]);
+    const float *dy = V(r, n, 0);
+    for (int64_t k = 0; k < y.c; k++) {
+        double s = 0;
+        for (int i = 0; i < r->n; i++)
+            for (int64_t e = 0; e < y.h * y.w; e++)
+                s += dy[(i * y.c + k) * y.h * y.w + e];
+        OUT(r, n)[k] = (float)s;
+    }
+}
+
+/* ---- dense ------------------------------------------------------------------------- */
+
+static void dense(ref *r, const ir_node *n)
+{
+    int64_t f = dims(r, n->in[0]).c, u = dims(r, n->out[0]).c;
+    const float *x = V(r, n, 0), *w = V(r, n, 1), *b = n->nin > 2 ? V(r, n, 2) : NULL;
+    for (int i = 0; i < r->n; i++)
+        for (int64_t o = 0; o < u; o++) {
+            double s = b ? b[o] : 0.0;
+            for (int64_t j = 0; j < f; j++)
+                s += (double)x[i * f + j] * w[o * f + j];
+            OUT(r, n)[i * u + o] = (float)s;
+        }
+}
+
+static void dense_bwd_data(ref *r, const ir_node *n)
+{
+    int64_t u = dims(r, n->in[0]).c, f = dims(r, n->out[0]).c;
+    const float *dy = V(r, n, 0), *w = V(r, n, 1);
+    double *dx = calloc((size_t)(r->n * f), sizeof *dx);
+    for (int i = 0; i < r->n; i++)
+        for (int64_t o = 0; o < u; o++)
+            for (int64_t j = 0; j < f; j++)
+                dx[i * f + j] += (double)dy[i * u + o] * w[o * f + j];
+    store(OUT(r, n), dx, r->n * f);
+    free(dx);
+}
+
+static void dense_bwd_weight(ref *r, const ir_node *n)
+{
+    int64_t u = dims(r, n->in[0]).c, f = dims(r, n->in[1]).c;
+    const float *dy = V(r, n, 0), *x = V(r, n, 1);
+    double *dw = calloc((size_t)(u * f), sizeof *dw);
+    for (int i = 0; i < r->n; i++)
+        for (int64_t o = 0; o < u; o++)
+            for (int64_t j = 0; j < f; j++)
+                dw[o * f + j] += (double)dy[i * u + o] * x[i * f + j];
+    store(OUT(r, n), dw, u * f);
+    free(dw);
+}
+
+/* ---- element-wise ------------------------------------------------------------------- */
+
+static int64_t count_of(const ref *r, int v)
+{
+    return r->n * ir_row_size(&r->g->values[v]);
+}
+
+static void relu(ref *r, const ir_node *n)
+{
+    const float *x = V(r, n, 0);
+    for (int64_t e = 0; e < count_of(r, n->out[0]); e++)
+        OUT(r, n)[e] = isnan(x[e]) ? x[e] : x[e] > 0 ? x[e] : 0.0f;
+}
+
+static void relu_bwd(ref *r, const ir_node *n)
+{
+    const float *dy = V(r, n, 0), *y = V(r, n, 1);
+    for (int64_t e = 0; e < count_of(r, n->out[0]); e++)
+        OUT(r, n)[e] = y[e] > 0 ? dy[e] : 0.0f;
+}
+
+static void add(ref *r, const ir_node *n)
+{
+    const float *a = V(r, n, 0), *b = V(r, n, 1);
+    for (int64_t e = 0; e < count_of(r, n->out[0]); e++)
+        OUT(r, n)[e] = a[e] + b[e];
+}
+
+static void copy(ref *r, const ir_node *n)
+{
+    memcpy(OUT(r, n), V(r, n, 0), sizeof(float) * (size_t)count_of(r, n->out[0]));
+}
+
+static void nothing(ref *r, const ir_node *n)
+{
+    (void)r, (void)n;
+}
+
+/* ---- pooling ------------------------------------------------------------------------ */
+
+/* The flat index (in x) of the first maximum of a window; -1 if empty. */
+static int64_t argmax(const ref *r, const ir_node *n, const float *x, d4 xd, int i, int64_t c,
+                      int64_t oh, int64_t ow)
+{
+    const ir_attrs *a = &n->attr;
+    int64_t best = -1;
+    float m = -INFINITY;
+    (void)r;
+    for (int p = 0; p < a->kernel[0]; p++)
+        for (int q = 0; q < a->kernel[1]; q++) {
+            int64_t ih = oh * a->stride[0] - a->pad[0] + p;
+            int64_t iw = ow * a->stride[1] - a->pad[1] + q;
+            if (ih < 0 || ih >= xd.h || iw < 0 || iw >= xd.w)
+                continue;
+            float v = x[AT(xd, i, c, ih, iw)];
+            if (v > m || isnan(v)) {
+                m = v;
+                best = AT(xd, i, c, ih, iw);
+            }
+        }
+    return best;
+}
+
+static void maxpool(ref *r, const ir_node *n)
+{
+    d4 x = dims(r, n->in[0]), y = dims(r, n->out[0]);
+    for (int i = 0; i < r->n; i++)
+        for (int64_t c = 0; c < y.c; c++)
+            for (int64_t oh = 0; oh < y.h; oh++)
+                for (int64_t ow = 0; ow < y.w; ow++) {
+                    int64_t at = argmax(r, n, V(r, n, 0), x, i, c, oh, ow);
+                    OUT(r, n)[AT(y, i, c, oh, ow)] = at >= 0 ? V(r, n, 0)[at] : -INFINITY;
+                }
+}
+
+static void maxpool_bwd(ref *r, const ir_node *n)
+{
+    d4 y = dims(r, n->in[0]), x = dims(r, n->in[1]);
+    double *dx = calloc((size_t)(r->n * x.c * x.h * x.w), sizeof *dx);
+    for (int i = 0; i < r->n; i++)
+        for (int64_t c = 0; c < y.c; c++)
+            for (int64_t oh = 0; oh < y.h; oh++)
+                for (int64_t ow = 0; ow < y.w; ow++) {
+                    int64_t at = argmax(r, n, V(r, n, 1), x, i, c, oh, ow);
+                    if (at >= 0)
+                        dx[at] += V(r, n, 0)[AT(y, i, c, oh, ow)];
+                }
+    store(OUT(r, n), dx, r->n * x.c * x.h * x.w);
+    free(dx);
+}
+
+static void avgpool(ref *r, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    d4 x = dims(r, n->in[0]), y = dims(r, n->out[0]);
+    for (int i = 0; i < r->n; i++)
+        for (int64_t c = 0; c < y.c; c++)
+            for (int64_t oh = 0; oh < y.h; oh++)
+                for (int64_t ow = 0; ow < y.w; ow++) {
+                    double s = 0;
+                    for (int p = 0; p < a->kernel[0]; p++)
+                        for (int q = 0; q < a->kernel[1]; q++) {
+                            int64_t ih = oh * a->stride[0] - a->pad[0] + p;
+                            int64_t iw = ow * a->stride[1] - a->pad[1] + q;
+                            if (ih >= 0 && ih < x.h && iw >= 0 && iw < x.w)
+                                s += V(r, n, 0)[AT(x, i, c, ih, iw)];
+                        }
+                    OUT(r, n)[AT(y, i, c, oh, ow)] = (float)(s / (a->kernel[0] * a->kernel[1]));
+                }
+}
+
+static void avgpool_bwd(ref *r, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    d4 y = dims(r, n->in[0]), x = dims(r, n->out[0]);
+    double *dx = calloc((size_t)(r->n * x.c * x.h * x.w), sizeof *dx);
+    for (int i = 0; i < r->n; i++)
+        for (int64_t c = 0; c < y.c; c++)
+            for (int64_t oh = 0; oh < y.h; oh++)
+                for (int64_t ow = 0; ow < y.w; ow++) {
+                    double g = V(r, n, 0)[AT(y, i, c, oh, ow)] / (a->kernel[0] * a->kernel[1]);
+                    for (int p = 0; p < a->kernel[0]; p++)
+                        for (int q = 0; q < a->kernel[1]; q++) {
+                            int64_t ih = oh * a->stride[0] - a->pad[0] + p;
+                            int64_t iw = ow * a->stride[1] - a->pad[1] + q;
+                            if (ih >= 0 && ih < x.h && iw >= 0 && iw < x.w)
+                                dx[AT(x, i, c, ih, iw)] += g;
+                        }
+                }
+    store(OUT(r, n), dx, r->n * x.c * x.h * x.w);
+    free(dx);
+}
+
+/* ---- loss ---------------------------------------------------------------------------- */
+
+static void softmax_xent(ref *r, const ir_node *n)
+{
+    int64_t k = dims(r, n->in[0]).c;
+    const float *z = V(r, n, 0);
+    float *probs = r->val[n->out[1]];
+    double total = 0;
+    for (int i = 0; i < r->n; i++) {
+        double m = -INFINITY, s = 0;
+        for (int64_t j = 0; j < k; j++)
+            m = fmax(m, z[i * k + j]);
+        for (int64_t j = 0; j < k; j++)
+            s += exp(z[i * k + j] - m);
+        for (int64_t j = 0; j < k; j++)
+            probs[i * k + j] = (float)(exp(z[i * k + j] - m) / s);
+        total += log(s) + m - z[i * k + r->labels[i]];
+    }
+    r->loss = total / r->n;
+    OUT(r, n)[0] = (float)r->loss;
+}
+
+static void softmax_xent_bwd(ref *r, const ir_node *n)
+{
+    int64_t k = dims(r, n->in[0]).c;
+    for (int i = 0; i < r->n; i++)
+        for (int64_t j = 0; j < k; j++) {
+            double g = V(r, n, 0)[i * k + j] - (j == r->labels[i] ? 1.0 : 0.0);
+            OUT(r, n)[i * k + j] = (float)(g / r->n);
+        }
+}
+
+typedef void (*ref_fn)(ref *r, const ir_node *n);
+
+static const ref_fn ref_ops[OP_COUNT] = {
+    [OP_CONV2D] = conv2d,
+    [OP_DENSE] = dense,
+    [OP_RELU] = relu,
+    [OP_MAXPOOL] = maxpool,
+    [OP_AVGPOOL] = avgpool,
+    [OP_FLATTEN] = nothing,
+    [OP_ADD] = add,
+    [OP_SOFTMAX_XENT] = softmax_xent,
+    [OP_SOFTMAX_XENT_BWD] = softmax_xent_bwd,
+    [OP_CONV2D_BWD_DATA] = conv2d_bwd_data,
+    [OP_CONV2D_BWD_FILTER] = conv2d_bwd_filter,
+    [OP_BIAS_BWD] = bias_bwd,
+    [OP_DENSE_BWD_DATA] = dense_bwd_data,
+    [OP_DENSE_BWD_WEIGHT] = dense_bwd_weight,
+    [OP_RELU_BWD] = relu_bwd,
+    [OP_MAXPOOL_BWD] = maxpool_bwd,
+    [OP_AVGPOOL_BWD] = avgpool_bwd,
+    [OP_COPY] = copy,
+};
+
+int ref_has_op(op_kind op)
+{
+    return op == OP_INPUT || ref_ops[op] != NULL;
+}
+
+int ref_run(const ir_graph *g, const float *params, float *grads, const float *x,
+            const int32_t *labels, int n, ref_result *out)
+{
+    memset(out, 0, sizeof *out);
+    ref r = {g, n, calloc((size_t)g->nvalues, sizeof(float *)), NULL, params, grads, 0};
+    char *owned = calloc((size_t)g->nvalues, 1);
+    for (int v = 0; v < g->nvalues; v++) {
+        const ir_value *val = &g->values[v];
+        switch (val->kind) {
+        case VAL_PARAM:
+            r.val[v] = (float *)params + g->params[val->param].offset;
+            break;
+        case VAL_GRAD:
+            r.val[v] = grads + g->params[val->param].offset;
+            break;
+        case VAL_INPUT:
+            r.val[v] = (float *)x;
+            break;
+        case VAL_LABELS:
+            r.labels = (int32_t *)labels;
+            break;
+        default:
+            if (val->alias < 0) {
+                r.val[v] = calloc((size_t)ir_shape_size(val->shape) + 1, sizeof(float));
+                owned[v] = 1;
+            }
+            break;
+        }
+    }
+    for (int v = 0; v < g->nvalues; v++) {
+        int base = v;
+        while (g->values[base].alias >= 0)
+            base = g->values[base].alias;
+        r.val[v] = r.val[base];
+    }
+    int rc = 0;
+    for (int i = 0; i < g->nnodes && rc == 0; i++) {
+        if (!ref_ops[g->nodes[i].op])
+            rc = -1;
+        else
+            ref_ops[g->nodes[i].op](&r, &g->nodes[i]);
+    }
+    if (rc == 0) {
+        int64_t classes = g->values[g->logits].shape.d[1];
+        out->loss = r.loss;
+        out->logits = malloc(sizeof(float) * (size_t)(n * classes));
+        memcpy(out->logits, r.val[g->logits], sizeof(float) * (size_t)(n * classes));
+        if (g->input_grad >= 0) {
+            int64_t size = n * ir_row_size(&g->values[g->input]);
+            out->input_grad = malloc(sizeof(float) * (size_t)size);
+            memcpy(out->input_grad, r.val[g->input_grad], sizeof(float) * (size_t)size);
+        }
+    }
+    for (int v = 0; v < g->nvalues; v++)
+        if (owned[v])
+            free(r.val[v]);
+    free(owned);
+    free(r.val);
+    return rc;
+}
+
+void ref_result_free(ref_result *r)
+{
+    free(r->logits);
+    free(r->input_grad);
+    memset(r, 0, sizeof *r);
+}

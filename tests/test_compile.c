@@ -1,0 +1,301 @@
+/*
+ * test_compile.c — compiled code against the reference interpreter.
+ *
+ * For every network below, at -O0 and -O2: compile to a shared library,
+ * load it through the runtime, run a train step and a forward pass on
+ * random inputs, and compare the loss, the logits, every parameter
+ * gradient and the forward outputs with the reference interpreter
+ * (tests/reference.c).  Tolerance: for every tensor,
+ *     max |compiled - reference| / max |reference|  <=  1e-4
+ * (the reference accumulates in double, the compiled code in float).
+ *
+ * Each network runs twice: with a full batch, and with n = batch - 1 while
+ * the unused last row of x is NaN — any kernel that reads past n would
+ * poison a gradient.
+ *
+ * The networks cover every op and option: convolution with stride 1/2/3,
+ * explicit, asymmetric and "same" padding, non-square kernels and inputs,
+ * no bias; max and average pooling with stride and padding; dense with and
+ * without bias; flatten of the input; residual add; and the examples.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reference.h"
+#include "testutil.h"
+
+#define TOL 1e-4
+
+typedef struct net_case {
+    const char *name;
+    const char *text;
+} net_case;
+
+#define TRAIN_BLOCK "train { batch = 5 }\n"
+
+static const net_case cases[] = {
+    {"conv_basic",
+     "network conv_basic {\n"
+     "  x = input(3, 9, 11)\n"
+     "  c = conv2d(x, filters = 5, kernel = 3, padding = 1)\n"
+     "  r = relu(c)\n"
+     "  f = flatten(r)\n"
+     "  d = dense(f, units = 4)\n"
+     "  loss = softmax_cross_entropy(d)\n"
+     "}\n" TRAIN_BLOCK},
+    {"conv_strides",
+     "network conv_strides {\n"
+     "  x = input(2, 13, 10)\n"
+     "  a = conv2d(x, filters = 4, kernel = [2, 3], stride = 2)\n"
+     "  b = conv2d(a, filters = 3, kernel = 3, stride = [3, 1], padding = [1, 0, 2, 1])\n"
+     "  f = flatten(b)\n"
+     "  d = dense(f, units = 3)\n"
+     "  loss = softmax_cross_entropy(d)\n"
+     "}\n" TRAIN_BLOCK},
+    {"conv_same",
+     "network conv_same {\n"
+     "  x = input(3, 7, 8)\n"
+     "  a = conv2d(x, filters = 6, kernel = 4, padding = same, bias = false)\n"
+     "  r = relu(a)\n"
+     "  b = conv2d(r, filters = 2, kernel = 3, stride = 2, padding = same)\n"
+     "  f = flatten(b)\n"
+     "  d = dense(f, units = 5, bias = false)\n"
+     "  loss = softmax_cross_entropy(d)\n"
+     "}\n" TRAIN_BLOCK},
+    {"pools",
+     "network pools {\n"
+     "  x = input(2, 11, 9)\n"
+     "  c = conv2d(x, filters = 3, kernel = 1)\n"
+     "  m = maxpool(c, kernel = 3, stride = 2, padding = 1)\n"
+     "  a = avgpool(m, kernel = 2, stride = 1)\n"
+     "  p = avgpool(a, kernel = 3, stride = 2, padding = 1)\n"
+     "  q = maxpool(p, kernel = [2, 1])\n"
+     "  f = flatten(q)\n"
+     "  d = dense(f, units = 3)\n"
+     "  loss = softmax_cross_entropy(d)\n"
+     "}\n" TRAIN_BLOCK},
+    {"mlp_small",
+     "network mlp_small {\n"
+     "  x = input(1, 5, 7)\n"
+     "  f = flatten(x)\n"
+     "  h = dense(f, units = 13)\n"
+     "  r = relu(h)\n"
+     "  o = dense(r, units = 7, bias = false)\n"
+     "  loss = softmax_cross_entropy(o)\n"
+     "}\n" TRAIN_BLOCK},
+    {"residual",
+     "network residual {\n"
+     "  x = input(4, 6, 6)\n"
+     "  a = conv2d(x, filters = 4, kernel = 3, padding = 1)\n"
+     "  r = relu(a)\n"
+     "  b = conv2d(r, filters = 4, kernel = 3, padding = 1)\n"
+     "  s = add(b, x)\n"
+     "  t = relu(s)\n"
+     "  u = add(t, t)\n"
+     "  f = flatten(u)\n"
+     "  d = dense(f, units = 6)\n"
+     "  loss = softmax_cross_entropy(d)\n"
+     "}\n" TRAIN_BLOCK},
+};
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len + 1);
+    size_t got = fread(buf, 1, (size_t)len, f);
+    buf[got] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Compare compiled m against the reference on n examples. */
+static void compare(tu_model *m, int n, uint64_t seed)
+{
+    const cnn_model_desc *d = m->desc;
+    const ir_graph *tg = m->unit.train, *ig = m->unit.infer;
+    int64_t row = (int64_t)d->in_c * d->in_h * d->in_w;
+    float *x = malloc(sizeof(float) * (size_t)(row * d->batch));
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)d->batch);
+    tu_fill(x, row * d->batch, -1, 1, seed);
+    for (int64_t i = (int64_t)n * row; i < row * d->batch; i++)
+        x[i] = NAN; /* rows past n must never be read */
+    tu_fill_labels(y, d->batch, d->classes, seed + 1);
+    tu_fill(m->ctx->params, d->param_floats, -0.5f, 0.5f, seed + 2);
+    float *ref_grads = calloc((size_t)d->param_floats, sizeof(float));
+    ref_result ref;
+    ck_assert_int_eq(ref_run(tg, m->ctx->params, ref_grads, x, y, n, &ref), 0);
+
+    float loss = d->train_step(m->ctx, x, y, n);
+    ck_assert_msg(fabs(loss - ref.loss) <= TOL * fmax(1.0, fabs(ref.loss)),
+                  "%s: loss %.9g vs reference %.9g", d->name, loss, ref.loss);
+    const float *logits = (const float *)((char *)m->ctx->arena + d->logits_offset);
+    double e = tu_rel_err(logits, ref.logits, (int64_t)n * d->classes, 1e-6);
+    ck_assert_msg(e <= TOL, "%s: train logits error %g", d->name, e);
+    for (int p = 0; p < d->n_params; p++) {
+        const cnn_param_desc *pd = &d->params[p];
+        e = tu_rel_err(m->ctx->grads + pd->offset, ref_grads + pd->offset, pd->size, 1e-6);
+        ck_assert_msg(e <= TOL, "%s: gradient of %s: error %g", d->name, pd->name, e);
+    }
+    ref_result_free(&ref);
+
+    float *out = malloc(sizeof(float) * (size_t)(d->batch * d->classes));
+    d->forward(m->ctx, x, out, n);
+    ck_assert_int_eq(ref_run(ig, m->ctx->params, NULL, x, NULL, n, &ref), 0);
+    e = tu_rel_err(out, ref.logits, (int64_t)n * d->classes, 1e-6);
+    ck_assert_msg(e <= TOL, "%s: forward error %g", d->name, e);
+    ref_result_free(&ref);
+    free(out);
+    free(ref_grads);
+    free(x);
+    free(y);
+}
+
+static void check_case(const char *name, const char *text, int opt_level)
+{
+    tu_model m;
+    ck_assert_msg(tu_compile(&m, name, text, opt_level) == 0, "%s did not compile", name);
+    compare(&m, m.desc->batch, 11);
+    compare(&m, m.desc->batch - 1, 23);
+    tu_model_free(&m);
+}
+
+START_TEST(test_case_O0)
+{
+    check_case(cases[_i].name, cases[_i].text, 0);
+}
+END_TEST
+
+START_TEST(test_case_O2)
+{
+    check_case(cases[_i].name, cases[_i].text, 2);
+}
+END_TEST
+
+/* The example networks, at a small batch so -O0 stays quick. */
+static void check_example(const char *file, int opt_level)
+{
+    char path[256];
+    snprintf(path, sizeof path, "examples/%s", file);
+    char *text = read_file(path);
+    ck_assert_msg(text != NULL, "cannot read %s", path);
+    tu_model m;
+    memset(&m, 0, sizeof m);
+    m.opt.batch = 6;
+    m.opt.opt_level = opt_level;
+    char *diags = NULL;
+    ck_assert_msg(tu_frontend(&m.unit, &m.opt, path, text, &diags) == 0, "%s", diags);
+    free(diags);
+    m.so_path = tu_path(opt_level ? "example-O2.so" : "example-O0.so");
+    ck_assert_int_eq(cnnc_emit(&m.unit, EMIT_SO, m.so_path), 0);
+    cnn_error err;
+    m.desc = cnn_model_open(m.so_path, &m.handle, &err);
+    ck_assert_msg(m.desc != NULL, "%s", err.msg);
+    m.ctx = cnn_ctx_create(m.desc, 1, &err);
+    ck_assert_msg(m.ctx != NULL, "%s", err.msg);
+    ck_assert_int_eq(m.desc->batch, 6);
+    compare(&m, 6, 5);
+    compare(&m, 3, 7);
+    tu_model_free(&m);
+    free(text);
+}
+
+START_TEST(test_lenet5_O0)
+{
+    check_example("lenet5.cnn", 0);
+}
+END_TEST
+
+START_TEST(test_lenet5_O2)
+{
+    check_example("lenet5.cnn", 2);
+}
+END_TEST
+
+START_TEST(test_mlp_O2)
+{
+    check_example("mlp.cnn", 2);
+}
+END_TEST
+
+/* n = 0 does nothing and returns 0; n > batch is clamped to the batch. */
+START_TEST(test_batch_clamp)
+{
+    tu_model m;
+    ck_assert_int_eq(tu_compile(&m, "clamp", cases[4].text, 2), 0);
+    const cnn_model_desc *d = m.desc;
+    int64_t row = (int64_t)d->in_c * d->in_h * d->in_w;
+    float *x = malloc(sizeof(float) * (size_t)(row * d->batch));
+    int32_t y[5] = {0, 1, 2, 3, 4};
+    tu_fill(x, row * d->batch, -1, 1, 3);
+    tu_fill(m.ctx->params, d->param_floats, -0.5f, 0.5f, 4);
+    ck_assert_float_eq(d->train_step(m.ctx, x, y, 0), 0.0f);
+    float full = d->train_step(m.ctx, x, y, d->batch);
+    float over = d->train_step(m.ctx, x, y, d->batch + 100);
+    ck_assert_float_eq(full, over);
+    free(x);
+    tu_model_free(&m);
+}
+END_TEST
+
+/* The descriptor describes the network: shapes, parameter table, config. */
+START_TEST(test_descriptor)
+{
+    tu_model m;
+    ck_assert_int_eq(tu_compile(&m, "desc", cases[0].text, 0), 0);
+    const cnn_model_desc *d = m.desc;
+    ck_assert_int_eq(d->abi_version, CNN_ABI_VERSION);
+    ck_assert_str_eq(d->name, "conv_basic");
+    ck_assert_int_eq(d->batch, 5);
+    ck_assert_int_eq(d->in_c, 3);
+    ck_assert_int_eq(d->in_h, 9);
+    ck_assert_int_eq(d->in_w, 11);
+    ck_assert_int_eq(d->classes, 4);
+    ck_assert_int_eq(d->n_params, 4);
+    ck_assert_str_eq(d->params[0].name, "c.weight");
+    ck_assert_int_eq(d->params[0].shape[0], 5);
+    ck_assert_int_eq(d->params[0].shape[1], 3);
+    ck_assert_int_eq(d->params[0].shape[2], 3);
+    ck_assert_int_eq(d->params[0].fan_in, 27);
+    ck_assert_str_eq(d->params[2].name, "d.weight");
+    ck_assert_int_eq(d->params[2].shape[0], 4);
+    ck_assert_int_eq(d->params[2].shape[1], 5 * 9 * 11);
+    ck_assert_int_eq(d->params[2].offset % 16, 0);
+    ck_assert_ptr_nonnull(strstr(d->train_config, "\"batch\":5"));
+    ck_assert_ptr_nonnull(strstr(d->train_config, "\"type\":\"sgd\""));
+    ck_assert_int_eq(d->arena_bytes % 64, 0);
+    tu_model_free(&m);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("compile");
+    TCase *tc = tcase_create("reference");
+    tcase_set_timeout(tc, 300);
+    int ncases = (int)(sizeof cases / sizeof cases[0]);
+    tcase_add_loop_test(tc, test_case_O0, 0, ncases);
+    tcase_add_loop_test(tc, test_case_O2, 0, ncases);
+    tcase_add_test(tc, test_lenet5_O0);
+    tcase_add_test(tc, test_lenet5_O2);
+    tcase_add_test(tc, test_mlp_O2);
+    tcase_add_test(tc, test_batch_clamp);
+    tcase_add_test(tc, test_descriptor);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

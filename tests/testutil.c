@@ -1,0 +1,140 @@
+/*
+ * testutil.c — helpers for the compiler-side tests (testutil.h).
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static void remove_tmpdir(void)
+{
+    if (!tmpdir[0])
+        return;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", tmpdir);
+}
+
+const char *tu_tmpdir(void)
+{
+    if (!tmpdir[0]) {
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/cnnc-test-XXXXXX");
+        if (!mkdtemp(tmpdir)) {
+            perror("mkdtemp");
+            abort();
+        }
+        atexit(remove_tmpdir);
+    }
+    return tmpdir;
+}
+
+char *tu_path(const char *name)
+{
+    char *p = malloc(strlen(tu_tmpdir()) + strlen(name) + 2);
+    sprintf(p, "%s/%s", tu_tmpdir(), name);
+    return p;
+}
+
+int tu_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs(text, f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+int tu_frontend(cnnc_unit *u, cnnc_options *opt, const char *name, const char *text,
+                char **diags)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    opt->input = name;
+    int rc = cnnc_frontend(u, opt, text, out);
+    fclose(out);
+    if (diags)
+        *diags = buf;
+    else
+        free(buf);
+    return rc;
+}
+
+int tu_compile(tu_model *m, const char *name, const char *text, int opt_level)
+{
+    memset(m, 0, sizeof *m);
+    m->opt.opt_level = opt_level;
+    char *diags = NULL;
+    if (tu_frontend(&m->unit, &m->opt, name, text, &diags) != 0) {
+        fprintf(stderr, "%s: front end failed:\n%s", name, diags ? diags : "");
+        free(diags);
+        return -1;
+    }
+    free(diags);
+    char file[128];
+    static int counter;
+    snprintf(file, sizeof file, "%s-O%d-%d-%d.so", name, opt_level, (int)getpid(), counter++);
+    m->so_path = tu_path(file);
+    if (cnnc_emit(&m->unit, EMIT_SO, m->so_path) != 0)
+        return -1;
+    cnn_error err;
+    m->desc = cnn_model_open(m->so_path, &m->handle, &err);
+    if (!m->desc) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    m->ctx = cnn_ctx_create(m->desc, 1, &err);
+    if (!m->ctx) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+void tu_model_free(tu_model *m)
+{
+    if (m->ctx)
+        cnn_ctx_free(m->ctx);
+    if (m->handle)
+        cnn_model_close(m->handle);
+    cnnc_unit_free(&m->unit);
+    free(m->so_path);
+    memset(m, 0, sizeof *m);
+}
+
+void tu_fill(float *x, int64_t count, float lo, float hi, uint64_t seed)
+{
+    cnn_rng r;
+    cnn_rng_seed(&r, seed);
+    for (int64_t i = 0; i < count; i++)
+        x[i] = lo + (hi - lo) * (float)cnn_rng_uniform(&r);
+}
+
+void tu_fill_labels(int32_t *y, int count, int classes, uint64_t seed)
+{
+    cnn_rng r;
+    cnn_rng_seed(&r, seed);
+    for (int i = 0; i < count; i++)
+        y[i] = (int32_t)cnn_rng_below(&r, (uint64_t)classes);
+}
+
+double tu_rel_err(const float *a, const float *b, int64_t count, double floor)
+{
+    double maxdiff = 0, maxref = floor;
+    for (int64_t i = 0; i < count; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (isnan(d))
+            return INFINITY;
+        if (d > maxdiff)
+            maxdiff = d;
+        if (fabs(b[i]) > maxref)
+            maxref = fabs(b[i]);
+    }
+    return maxdiff / maxref;
+}

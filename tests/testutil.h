@@ -1,0 +1,51 @@
+/*
+ * testutil.h — helpers for the compiler-side tests: compile a network from
+ * source text, load the result, fill tensors, compare tensors.
+ */
+#ifndef CNNC_TESTUTIL_H
+#define CNNC_TESTUTIL_H
+
+#include <stdint.h>
+
+#include "cnnc.h"
+#include "cnnrt.h"
+
+/* A private temporary directory for this test process (created once,
+ * removed at exit). */
+const char *tu_tmpdir(void);
+
+/* Path of a file in the temporary directory: tu_path("lenet.so"). */
+char *tu_path(const char *name);
+
+/* Write text to a file; 0 or -1. */
+int tu_write(const char *path, const char *text);
+
+/* Run the front end on text (the file name is used in messages).  Returns
+ * 0 on success; diagnostics are captured into *diags (malloc'd, may be
+ * NULL). */
+int tu_frontend(cnnc_unit *u, cnnc_options *opt, const char *name, const char *text,
+                char **diags);
+
+/* A compiled and loaded network. */
+typedef struct tu_model {
+    cnnc_unit unit;
+    cnnc_options opt;
+    char *so_path;
+    void *handle;
+    const cnn_model_desc *desc;
+    cnn_ctx *ctx;
+} tu_model;
+
+/* Compile text at opt_level into a .so in the temp dir and load it.
+ * Returns 0, or -1 with the reason printed. */
+int tu_compile(tu_model *m, const char *name, const char *text, int opt_level);
+void tu_model_free(tu_model *m);
+
+/* Fill with uniform values in [lo, hi) from a seeded generator. */
+void tu_fill(float *x, int64_t count, float lo, float hi, uint64_t seed);
+void tu_fill_labels(int32_t *y, int count, int classes, uint64_t seed);
+
+/* max |a - b| / max(max |b|, floor): the error of a against reference b. */
+double tu_rel_err(const float *a, const float *b, int64_t count, double floor);
+
+#endif
