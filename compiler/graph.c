@@ -156,10 +156,13 @@ static int build_loss(ir_graph *g, const network *net, const int *layer_val, dia
     const layer *producer = &net->layers[l->inputs[0]];
     int64_t classes = lv->shape.ndim == 2 ? lv->shape.d[1] : 0;
     if (lv->shape.ndim != 2) {
+        ir_shape s = lv->shape;
+        s.ndim--;
+        memmove(s.d, s.d + 1, sizeof(int64_t) * 3);
         src_error(d, l->input_locs[0],
-                  "softmax_cross_entropy needs [batch, classes] logits, but '%s' produces %s; "
-                  "add a flatten and a dense layer",
-                  producer->name, ir_shape_str(g->a, lv->shape));
+                  "softmax_cross_entropy needs one vector of logits per example, but '%s' "
+                  "produces %s; add a flatten and a dense layer",
+                  producer->name, ir_shape_str(g->a, s));
         src_note(d, producer->loc, "'%s' is defined here", producer->name);
         return -1;
     }

@@ -138,8 +138,12 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "-v") == 0) {
             opt.verbose = 1;
         } else if (a[0] == '-' && a[1]) {
-            return usage_error(next || a[1] == 'O' ? "unknown option '%s'"
-                                                   : "option '%s' needs a value", a);
+            static const char *const with_value[] = {"-o", "--emit", "--target", "--cpu",
+                                                     "--batch", "--runtime-dir"};
+            for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
+                if (strcmp(a, with_value[k]) == 0)
+                    return usage_error("option '%s' needs a value", a);
+            return usage_error("unknown option '%s'", a);
         } else if (opt.input) {
             return usage_error("only one input file, not also '%s'", a);
         } else {

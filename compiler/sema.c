@@ -386,6 +386,12 @@ static void add_layer(network *net, const ast_block *b, int stmt, arena *a, diag
         nin++;
     }
     l.ninputs = nin;
+    if (nin == spec->max_in && nin < call->nargs && !call->args[nin].key &&
+        call->args[nin].value->kind == AST_NAME && find_layer(net, call->args[nin].value->text) >= 0) {
+        src_error(d, call->args[nin].value->loc, "%s takes %d input layer%s, got more", spec->name,
+                  spec->max_in, spec->max_in == 1 ? "" : "s");
+        return;
+    }
     if (nin < spec->min_in) {
         src_error(d, call->loc, "%s takes %d input layer%s, got %d", spec->name, spec->min_in,
                   spec->min_in == 1 ? "" : "s", nin);
@@ -436,8 +442,10 @@ static void check_network_block(const ast_block *b, network *net, arena *a, diag
     json_decref(settings);
 }
 
-/* Input and loss: exactly one each. */
-static void check_endpoints(network *net, const ast_block *b, diag *d)
+/* Input and loss: exactly one each.  A missing one is only reported when
+ * the block had no other error (the layer with the error may have been
+ * the loss). */
+static void check_endpoints(network *net, const ast_block *b, diag *d, int errors_before)
 {
     net->input = net->loss = -1;
     for (int i = 0; i < net->nlayers; i++) {
@@ -454,6 +462,8 @@ static void check_endpoints(network *net, const ast_block *b, diag *d)
         }
         *slot = i;
     }
+    if (d->errors > errors_before)
+        return;
     if (net->input < 0)
         src_error(d, b->name_loc,
                   "network '%s' has no input layer; add one, e.g. 'x = input(1, 28, 28)'",
@@ -519,8 +529,9 @@ network *sema_network(const ast_file *f, arena *a, diag *d)
     net->loc = netblock->name_loc;
     check_train_block(trainblock ? trainblock : &(ast_block){.kind = "train"}, net, a, d);
     init_spec def_init, def_bias;
+    int errors_before = d->errors;
     check_network_block(netblock, net, a, d, &def_init, &def_bias);
-    check_endpoints(net, netblock, d);
+    check_endpoints(net, netblock, d, errors_before);
     apply_default_inits(net, def_init, def_bias);
     if (d->errors) {
         network_free(net);

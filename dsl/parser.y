@@ -11,9 +11,13 @@
  *
  * A pure (reentrant) parser with locations.  It builds the generic AST of
  * ast.h and nothing else; the first syntax error is reported with the
- * tokens bison expected there and parsing stops.
+ * text of the offending token and the tokens bison expected there
+ * ("syntax error: unexpected 'conv2d'; expected '='"), and parsing stops.
  */
 %code requires {
+#include <stdio.h>
+#include <string.h>
+
 #include "ast.h"
 #include "lexer_state.h"
 typedef void *yyscan_t;
@@ -28,7 +32,7 @@ static ast_expr *number(dsl_lexer *lx, YYLTYPE l, double v, int is_int);
 
 %define api.pure full
 %locations
-%define parse.error detailed
+%define parse.error custom
 %define parse.lac full
 %param {yyscan_t scanner}
 %parse-param {dsl_lexer *lx}
@@ -164,6 +168,53 @@ static ast_expr *number(dsl_lexer *lx, YYLTYPE l, double v, int is_int)
     e->number = v;
     e->is_int = is_int;
     return e;
+}
+
+/* A token's name for messages: bison's alias without its double quotes. */
+static const char *token_name(yysymbol_kind_t kind, char *buf, size_t size)
+{
+    const char *name = yysymbol_name(kind);
+    size_t len = strlen(name);
+    if (len >= 2 && name[0] == '"')
+        snprintf(buf, size, "%.*s", (int)(len - 2), name + 1);
+    else
+        snprintf(buf, size, "%s", name);
+    return buf;
+}
+
+static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, dsl_lexer *lx)
+{
+    (void)scanner;
+    if (lx->failed) /* the lexer already said what is wrong */
+        return 0;
+    const YYLTYPE *loc = yypcontext_location(ctx);
+    src_loc at = make_loc(lx, *loc);
+    char msg[400], name[64];
+    yysymbol_kind_t got = yypcontext_token(ctx);
+    if (got == YYSYMBOL_YYEOF) {
+        snprintf(msg, sizeof msg, "syntax error: unexpected end of file");
+    } else {
+        /* the token's text, from its line in the source */
+        const char *p = lx->src->text;
+        for (int line = 1; line < loc->first_line && *p; p++)
+            if (*p == '\n')
+                line++;
+        int len = at.len > 40 ? 40 : at.len;
+        token_name(got, name, sizeof name);
+        if (name[0] == '\'') /* punctuation: its name is its text */
+            snprintf(msg, sizeof msg, "syntax error: unexpected %s", name);
+        else
+            snprintf(msg, sizeof msg, "syntax error: unexpected %s '%.*s'", name, len,
+                     p + loc->first_column - 1);
+    }
+    yysymbol_kind_t expected[8];
+    int n = yypcontext_expected_tokens(ctx, expected, 8);
+    for (int i = 0; i < n; i++)
+        snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s%s",
+                 i == 0 ? "; expected " : i == n - 1 ? " or " : ", ",
+                 token_name(expected[i], name, sizeof name));
+    src_error(lx->diag, at, "%s", msg);
+    return 0;
 }
 
 static void yyerror(YYLTYPE *loc, yyscan_t scanner, dsl_lexer *lx, const char *msg)

@@ -272,6 +272,10 @@ const char *src_suggest(const char *word, const char *const *candidates, int n)
     int allowed = len <= 4 ? 1 : len / 3 + 1;
     for (int i = 0; i < n; i++) {
         int dist = edit_distance(word, candidates[i]);
+        /* A prefix of at least 3 letters is as good as one edit ("conv" -> "conv2d"). */
+        size_t cl = strlen(candidates[i]);
+        if (len >= 3 && dist > 1 && (size_t)len < cl && strncmp(word, candidates[i], (size_t)len) == 0)
+            dist = 1;
         if (dist < best_d) {
             best_d = dist;
             best = candidates[i];
