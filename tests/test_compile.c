@@ -23,82 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nets.h"
 #include "reference.h"
 #include "testutil.h"
 
 #define TOL 1e-4
-
-typedef struct net_case {
-    const char *name;
-    const char *text;
-} net_case;
-
-#define TRAIN_BLOCK "train { batch = 5 }\n"
-
-static const net_case cases[] = {
-    {"conv_basic",
-     "network conv_basic {\n"
-     "  x = input(3, 9, 11)\n"
-     "  c = conv2d(x, filters = 5, kernel = 3, padding = 1)\n"
-     "  r = relu(c)\n"
-     "  f = flatten(r)\n"
-     "  d = dense(f, units = 4)\n"
-     "  loss = softmax_cross_entropy(d)\n"
-     "}\n" TRAIN_BLOCK},
-    {"conv_strides",
-     "network conv_strides {\n"
-     "  x = input(2, 13, 10)\n"
-     "  a = conv2d(x, filters = 4, kernel = [2, 3], stride = 2)\n"
-     "  b = conv2d(a, filters = 3, kernel = 3, stride = [3, 1], padding = [1, 0, 2, 1])\n"
-     "  f = flatten(b)\n"
-     "  d = dense(f, units = 3)\n"
-     "  loss = softmax_cross_entropy(d)\n"
-     "}\n" TRAIN_BLOCK},
-    {"conv_same",
-     "network conv_same {\n"
-     "  x = input(3, 7, 8)\n"
-     "  a = conv2d(x, filters = 6, kernel = 4, padding = same, bias = false)\n"
-     "  r = relu(a)\n"
-     "  b = conv2d(r, filters = 2, kernel = 3, stride = 2, padding = same)\n"
-     "  f = flatten(b)\n"
-     "  d = dense(f, units = 5, bias = false)\n"
-     "  loss = softmax_cross_entropy(d)\n"
-     "}\n" TRAIN_BLOCK},
-    {"pools",
-     "network pools {\n"
-     "  x = input(2, 11, 9)\n"
-     "  c = conv2d(x, filters = 3, kernel = 1)\n"
-     "  m = maxpool(c, kernel = 3, stride = 2, padding = 1)\n"
-     "  a = avgpool(m, kernel = 2, stride = 1)\n"
-     "  p = avgpool(a, kernel = 3, stride = 2, padding = 1)\n"
-     "  q = maxpool(p, kernel = [2, 1])\n"
-     "  f = flatten(q)\n"
-     "  d = dense(f, units = 3)\n"
-     "  loss = softmax_cross_entropy(d)\n"
-     "}\n" TRAIN_BLOCK},
-    {"mlp_small",
-     "network mlp_small {\n"
-     "  x = input(1, 5, 7)\n"
-     "  f = flatten(x)\n"
-     "  h = dense(f, units = 13)\n"
-     "  r = relu(h)\n"
-     "  o = dense(r, units = 7, bias = false)\n"
-     "  loss = softmax_cross_entropy(o)\n"
-     "}\n" TRAIN_BLOCK},
-    {"residual",
-     "network residual {\n"
-     "  x = input(4, 6, 6)\n"
-     "  a = conv2d(x, filters = 4, kernel = 3, padding = 1)\n"
-     "  r = relu(a)\n"
-     "  b = conv2d(r, filters = 4, kernel = 3, padding = 1)\n"
-     "  s = add(b, x)\n"
-     "  t = relu(s)\n"
-     "  u = add(t, t)\n"
-     "  f = flatten(u)\n"
-     "  d = dense(f, units = 6)\n"
-     "  loss = softmax_cross_entropy(d)\n"
-     "}\n" TRAIN_BLOCK},
-};
 
 static char *read_file(const char *path)
 {
@@ -168,13 +97,13 @@ static void check_case(const char *name, const char *text, int opt_level)
 
 START_TEST(test_case_O0)
 {
-    check_case(cases[_i].name, cases[_i].text, 0);
+    check_case(test_nets[_i].name, test_nets[_i].text, 0);
 }
 END_TEST
 
 START_TEST(test_case_O2)
 {
-    check_case(cases[_i].name, cases[_i].text, 2);
+    check_case(test_nets[_i].name, test_nets[_i].text, 2);
 }
 END_TEST
 
@@ -228,7 +157,7 @@ END_TEST
 START_TEST(test_batch_clamp)
 {
     tu_model m;
-    ck_assert_int_eq(tu_compile(&m, "clamp", cases[4].text, 2), 0);
+    ck_assert_int_eq(tu_compile(&m, "clamp", test_nets[4].text, 2), 0);
     const cnn_model_desc *d = m.desc;
     int64_t row = (int64_t)d->in_c * d->in_h * d->in_w;
     float *x = malloc(sizeof(float) * (size_t)(row * d->batch));
@@ -248,7 +177,7 @@ END_TEST
 START_TEST(test_descriptor)
 {
     tu_model m;
-    ck_assert_int_eq(tu_compile(&m, "desc", cases[0].text, 0), 0);
+    ck_assert_int_eq(tu_compile(&m, "desc", test_nets[0].text, 0), 0);
     const cnn_model_desc *d = m.desc;
     ck_assert_int_eq(d->abi_version, CNN_ABI_VERSION);
     ck_assert_str_eq(d->name, "conv_basic");
@@ -279,7 +208,7 @@ static Suite *suite(void)
     Suite *s = suite_create("compile");
     TCase *tc = tcase_create("reference");
     tcase_set_timeout(tc, 300);
-    int ncases = (int)(sizeof cases / sizeof cases[0]);
+    int ncases = test_net_count;
     tcase_add_loop_test(tc, test_case_O0, 0, ncases);
     tcase_add_loop_test(tc, test_case_O2, 0, ncases);
     tcase_add_test(tc, test_lenet5_O0);

@@ -1,0 +1,14 @@
+/*
+ * rt_suites.h — the suites of test_runtime, one file each.
+ */
+#ifndef RT_SUITES_H
+#define RT_SUITES_H
+
+#include <check.h>
+
+Suite *rt_core_suite(void);       /* rt_test_core.c: log, rng, init, model, ctx, config, sgd */
+Suite *rt_data_suite(void);       /* rt_test_data.c: IDX, datasets, batches */
+Suite *rt_checkpoint_suite(void); /* rt_test_checkpoint.c: safetensors */
+Suite *rt_train_suite(void);      /* rt_test_train.c: evaluate, cnn_train_main, model .so */
+
+#endif
