@@ -180,6 +180,9 @@ examples-run: all
 	  $(BUILD)/cnnc $$f --emit ir -o generated/$$n.ir; \
 	  $(BUILD)/cnnc $$f --emit loops -o generated/$$n.loops; \
 	done
+	$(CC) $(CSTD) $(WARN) -O2 -Igenerated -Iruntime examples/train_lenet5.c generated/lenet5.so \
+	  $(BUILD)/libcnnrt.a $(RT_LIBS) -Wl,-rpath,'$$ORIGIN' -o generated/train_lenet5
+	@echo "built generated/train_lenet5 (run: generated/train_lenet5 [DATA_DIR [EPOCHS]])"
 
 DEMO_EPOCHS ?= 5
 demo: deps-demo
@@ -192,8 +195,11 @@ demo-run: all
 bench: deps-bench
 	@$(MAKE) --no-print-directory bench-run
 
-bench-run: all
-	sh tests/bench/run.sh $(BUILD)
+$(BUILD)/bench: tests/bench/bench.c $(BUILD)/libcnnrt.a
+	$(CC) $(ALL_CFLAGS) -Iruntime -o $@ $< $(BUILD)/libcnnrt.a $(RT_LIBS)
+
+bench-run: all $(BUILD)/bench
+	/usr/bin/python3 tests/bench/bench.py $(BUILD)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/cnnc $(DESTDIR)$(PREFIX)/include

@@ -39,6 +39,7 @@ typedef enum emit_kind {
     EMIT_IR,      /* graph IR text */
     EMIT_DOT,     /* graph IR as Graphviz */
     EMIT_LOOPS,   /* loop IR text */
+    EMIT_JSON,    /* the network as JSON, for other tools */
     EMIT_SUMMARY, /* layer table */
 } emit_kind;
 

@@ -367,7 +367,12 @@ static int link_output(cg *c, cnnc_unit *u, const char *obj, const char *path, i
 {
     const char *cc = target_linker(u->opt->target);
     if (!exe) {
-        char *argv[] = {(char *)cc, "-shared", "-o", (char *)path, (char *)obj, "-lm", NULL};
+        /* The soname is the file's base name, so programs linked against it
+         * find it by name (rpath, LD_LIBRARY_PATH), not by the build path. */
+        const char *base = strrchr(path, '/');
+        char soname[PATH_MAX + 16];
+        snprintf(soname, sizeof soname, "-Wl,-soname,%s", base ? base + 1 : path);
+        char *argv[] = {(char *)cc, "-shared", soname, "-o", (char *)path, (char *)obj, "-lm", NULL};
         return run(argv, u->opt->verbose);
     }
     char rt[2 * PATH_MAX];

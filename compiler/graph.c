@@ -366,6 +366,86 @@ void graph_print_dot(FILE *out, const ir_graph *g)
     fputs("}\n", out);
 }
 
+static json_t *ints(const int *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_integer(v[i]));
+    return a;
+}
+
+void graph_print_json(FILE *out, const ir_graph *g)
+{
+    const network *net = g->net;
+    json_t *root = json_object();
+    json_object_set_new(root, "format", json_string("cnnc-network"));
+    json_object_set_new(root, "version", json_integer(1));
+    json_object_set_new(root, "name", json_string(net->name));
+    json_object_set_new(root, "batch", json_integer(g->batch));
+    const ir_value *x = &g->values[g->input];
+    json_object_set_new(root, "input", json_pack("{s:s,s:[III]}", "name", x->name, "shape",
+                                                 (json_int_t)x->shape.d[1],
+                                                 (json_int_t)x->shape.d[2],
+                                                 (json_int_t)x->shape.d[3]));
+    json_object_set_new(root, "classes", json_integer(g->values[g->logits].shape.d[1]));
+    json_t *layers = json_array();
+    for (int i = 0; i < g->nforward; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->op == OP_COPY)
+            continue;
+        json_t *l = json_object();
+        json_object_set_new(l, "name", json_string(n->name));
+        json_object_set_new(l, "op", json_string(op_name(n->op)));
+        json_t *in = json_array();
+        for (int j = 0; j < n->nin; j++)
+            if (g->values[n->in[j]].kind != VAL_PARAM)
+                json_array_append_new(in, json_string(g->values[n->in[j]].name));
+        json_object_set_new(l, "inputs", in);
+        const ir_value *y = &g->values[n->out[0]];
+        json_object_set_new(l, "shape", json_array());
+        for (int d = 1; d < y->shape.ndim; d++)
+            json_array_append_new(json_object_get(l, "shape"), json_integer(y->shape.d[d]));
+        const ir_attrs *a = &n->attr;
+        switch (n->op) {
+        case OP_CONV2D:
+            json_object_set_new(l, "filters", json_integer(a->filters));
+            json_object_set_new(l, "groups", json_integer(a->groups));
+            json_object_set_new(l, "dilation", ints(a->dilation, 2));
+            json_object_set_new(l, "bias", json_boolean(a->bias));
+            /* fall through */
+        case OP_MAXPOOL:
+        case OP_AVGPOOL:
+            json_object_set_new(l, "kernel", ints(a->kernel, 2));
+            json_object_set_new(l, "stride", ints(a->stride, 2));
+            json_object_set_new(l, "padding", ints(a->pad, 4));
+            break;
+        case OP_DENSE:
+            json_object_set_new(l, "units", json_integer(a->units));
+            json_object_set_new(l, "bias", json_boolean(a->bias));
+            break;
+        default:
+            break;
+        }
+        json_array_append_new(layers, l);
+    }
+    json_object_set_new(root, "layers", layers);
+    json_t *params = json_array();
+    for (int i = 0; i < g->nparams; i++) {
+        const ir_param *p = &g->params[i];
+        json_t *shape = json_array();
+        for (int d = 0; d < p->shape.ndim; d++)
+            json_array_append_new(shape, json_integer(p->shape.d[d]));
+        json_array_append_new(params, json_pack("{s:s,s:s,s:o,s:I}", "name", p->name, "layer",
+                                                p->layer, "shape", shape, "offset",
+                                                (json_int_t)p->offset));
+    }
+    json_object_set_new(root, "params", params);
+    json_object_set(root, "train", net->train);
+    json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    fputc('\n', out);
+    json_decref(root);
+}
+
 /* ---- hashing and the summary -------------------------------------------------- */
 
 static uint64_t fnv(uint64_t h, const void *data, size_t len)

@@ -216,6 +216,9 @@ void graph_autodiff(ir_graph *g, int input_grad);
 
 void graph_print(FILE *out, const ir_graph *g);
 void graph_print_dot(FILE *out, const ir_graph *g);
+/* The forward network as JSON: layers with ops, inputs and attributes,
+ * parameters, input shape, classes and the train block (--emit json). */
+void graph_print_json(FILE *out, const ir_graph *g);
 /* The layer table of cnnc --summary. */
 void graph_summary(FILE *out, const ir_graph *train, const ir_graph *infer,
                    int64_t train_arena, int64_t infer_arena);

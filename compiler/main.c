@@ -17,7 +17,7 @@ static const char usage[] =
     "  -o PATH             output file (default: FILE with the extension of --emit)\n"
     "  --emit KIND         so (default: shared library + header), exe (training\n"
     "                      program), obj, llvm, asm, header, ir (graph IR), dot\n"
-    "                      (Graphviz), loops (loop IR)\n"
+    "                      (Graphviz), loops (loop IR), json (the network, for tools)\n"
     "  --summary           print the layer table (shapes, parameters, FLOPs, memory)\n"
     "  -O0 -O1 -O2 -O3     optimization level (default -O2); -O0 keeps every\n"
     "                      tensor in its own buffer and does no LLVM optimization\n"
@@ -43,7 +43,8 @@ static int parse_emit(const char *s, emit_kind *out)
         emit_kind kind;
     } kinds[] = {{"so", EMIT_SO},         {"obj", EMIT_OBJ}, {"llvm", EMIT_LLVM},
                  {"asm", EMIT_ASM},       {"header", EMIT_HEADER}, {"exe", EMIT_EXE},
-                 {"ir", EMIT_IR},         {"dot", EMIT_DOT}, {"loops", EMIT_LOOPS}};
+                 {"ir", EMIT_IR},         {"dot", EMIT_DOT}, {"loops", EMIT_LOOPS},
+                 {"json", EMIT_JSON}};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (strcmp(s, kinds[i].name) == 0) {
             *out = kinds[i].kind;
@@ -88,6 +89,8 @@ static int emit_text(cnnc_unit *u, emit_kind emit, const char *path, int summary
         graph_print(out, u->infer);
     } else if (emit == EMIT_DOT) {
         graph_print_dot(out, u->train);
+    } else if (emit == EMIT_JSON) {
+        graph_print_json(out, u->infer);
     } else {
         lp_print(out, u->train_prog);
         fputc('\n', out);
@@ -155,7 +158,7 @@ int main(int argc, char **argv)
     cnnc_unit u;
     int rc = 1;
     if (cnnc_frontend(&u, &opt, NULL, stderr) == 0) {
-        if (summary || opt.emit == EMIT_IR || opt.emit == EMIT_DOT || opt.emit == EMIT_LOOPS) {
+        if (summary || opt.emit >= EMIT_IR) {
             rc = emit_text(&u, opt.emit, output, summary);
         } else {
             char *path = output ? NULL : default_output(opt.input, opt.emit);
