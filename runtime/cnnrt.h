@@ -60,7 +60,8 @@ void cnn_log(enum cnn_log_level level, const char *fmt, ...)
 int cnn_model_check(const cnn_model_desc *m, cnn_error *err);
 
 /* dlopen a compiled network (.so) and return its checked descriptor.
- * *handle receives what cnn_model_close needs. */
+ * *handle receives what cnn_model_close needs.  A path without a '/'
+ * names a file in the current directory, not a library to search for. */
 const cnn_model_desc *cnn_model_open(const char *path, void **handle, cnn_error *err);
 void cnn_model_close(void *handle);
 
@@ -200,10 +201,10 @@ typedef struct cnn_batcher {
     int64_t *order;  /* permutation of [0, count) for this epoch */
     int64_t pos;     /* next index into order */
     cnn_rng rng;     /* this epoch's shuffle stream */
-    uint64_t seed;   /* shuffle seed given to init */
-    int64_t epoch;   /* epochs started so far (cnn_batcher_epoch calls) */
     float *x;        /* batch * c*h*w, gathered batch */
     int32_t *y;      /* batch labels */
+    uint64_t seed;   /* shuffle seed given to init */
+    int64_t epoch;   /* epochs started so far (cnn_batcher_epoch calls) */
 } cnn_batcher;
 
 int cnn_batcher_init(cnn_batcher *b, const cnn_dataset *ds, int batch, int shuffle,

@@ -16,6 +16,7 @@
 int rt_fake_nan_at_step = -1;
 int rt_fake_sigint_at_step = -1;
 long rt_fake_train_calls;
+uint64_t rt_fake_last_seed;
 
 /* logits[i] = W x + b for the n examples. */
 static void fake_logits(const float *params, const float *x, float *logits, int n)
@@ -36,6 +37,7 @@ static float fake_train_step(cnn_ctx *ctx, const float *x, const int32_t *labels
     float *dw = ctx->grads + FAKE_W, *db = ctx->grads + FAKE_B, *rm = ctx->params + FAKE_RM;
     n = n < 0 ? 0 : n > FAKE_BATCH ? FAKE_BATCH : n;
     rt_fake_train_calls++;
+    rt_fake_last_seed = ctx->seed;
     memset(ctx->grads, 0, FAKE_FLOATS * sizeof(float));
     fake_logits(ctx->params, x, logits, n);
     double loss = 0;

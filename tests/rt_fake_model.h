@@ -33,5 +33,6 @@ extern const cnn_param_desc rt_fake_params[3];
 extern int rt_fake_nan_at_step;    /* return NaN at that step */
 extern int rt_fake_sigint_at_step; /* raise(SIGINT) at that step */
 extern long rt_fake_train_calls;   /* train_step calls so far */
+extern uint64_t rt_fake_last_seed; /* ctx->seed seen by the last train_step */
 
 #endif

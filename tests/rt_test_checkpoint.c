@@ -301,6 +301,22 @@ START_TEST(test_save_into_missing_directory)
 }
 END_TEST
 
+START_TEST(test_save_refuses_unencodable_name)
+{
+    cnn_param_desc params[3];
+    memcpy(params, rt_fake_params, sizeof params);
+    params[1].name = "fc.bias\xff"; /* not UTF-8: JSON cannot carry it */
+    cnn_model_desc m = cnn_model;
+    m.params = params;
+    const char *dir = rt_tmpdir(), *path = rt_path(dir, "w");
+    float values[FAKE_FLOATS] = {0};
+    cnn_error err;
+    ck_assert_int_eq(cnn_checkpoint_save(path, &m, values, &err), -1);
+    ck_assert_msg(strstr(err.msg, "cannot build the checkpoint header"), "%s", err.msg);
+    ck_assert_int_eq(rt_count_entries(dir, "w"), 0);
+}
+END_TEST
+
 /* Each failure keeps the old file byte for byte and leaves no temp file. */
 START_TEST(test_failed_save_keeps_old_file)
 {
@@ -361,6 +377,7 @@ Suite *rt_checkpoint_suite(void)
     tcase_add_test(t, test_truncated_files);
     tcase_add_test(t, test_foreign_checkpoint);
     tcase_add_test(t, test_save_into_missing_directory);
+    tcase_add_test(t, test_save_refuses_unencodable_name);
     tcase_add_test(t, test_failed_save_keeps_old_file);
     suite_add_tcase(s, t);
     return s;

@@ -144,6 +144,14 @@ START_TEST(test_rng_below)
     }
     ck_assert_int_gt(upper, 400);
     ck_assert_int_lt(upper, 600);
+    /* n = 3 * 2^62: plain x % n would put half the draws below 2^62
+     * instead of a third. */
+    uint64_t n3 = UINT64_C(3) << 62;
+    int low = 0;
+    for (int i = 0; i < 3000; i++)
+        low += cnn_rng_below(&r, n3) < (UINT64_C(1) << 62);
+    ck_assert_int_gt(low, 900);  /* expected 1000, se 26 */
+    ck_assert_int_lt(low, 1100);
 }
 END_TEST
 
@@ -289,6 +297,14 @@ START_TEST(test_init_reproducible)
     float alone[FAKE_FLOATS] = {0};
     cnn_init_param(&rt_fake_params[1], alone, 11);
     ck_assert(memcmp(alone + FAKE_B, a + FAKE_B, FAKE_CLASSES * sizeof(float)) == 0);
+    /* Two parameters alike but for the name draw different values. */
+    cnn_param_desc p = rt_fake_params[1];
+    float x[FAKE_FLOATS] = {0}, y[FAKE_FLOATS] = {0};
+    cnn_init_param(&p, x, 11);
+    p.name = "fc2.bias";
+    cnn_init_param(&p, y, 11);
+    for (int i = FAKE_B; i < FAKE_B + FAKE_CLASSES; i++)
+        ck_assert_float_ne(x[i], y[i]);
     /* Bounds of the fake's initializers: xavier with fans 16 + 3, bias 1/4. */
     for (int i = 0; i < FAKE_B; i++)
         ck_assert_float_le(fabsf(a[i]), sqrt(6.0 / 19));

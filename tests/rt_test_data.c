@@ -345,6 +345,29 @@ START_TEST(test_batcher_epochs)
 }
 END_TEST
 
+/* Every permutation of 3 examples is equally likely across epochs. */
+START_TEST(test_batcher_uniform_shuffle)
+{
+    cnn_dataset ds = indexed_set(3);
+    cnn_batcher b;
+    cnn_error err;
+    ck_assert_int_eq(cnn_batcher_init(&b, &ds, 3, 1, 8, &err), 0);
+    int counts[27] = {0};
+    for (int e = 0; e < 6000; e++) {
+        cnn_batcher_epoch(&b);
+        ck_assert_int_eq(cnn_batcher_next(&b), 3);
+        counts[(int)b.x[0] * 9 + (int)b.x[2] * 3 + (int)b.x[4]]++;
+    }
+    const int perms[6] = {0 * 9 + 1 * 3 + 2, 0 * 9 + 2 * 3 + 1, 1 * 9 + 0 * 3 + 2,
+                          1 * 9 + 2 * 3 + 0, 2 * 9 + 0 * 3 + 1, 2 * 9 + 1 * 3 + 0};
+    for (int k = 0; k < 6; k++)
+        ck_assert_msg(abs(counts[perms[k]] - 1000) < 120, "permutation %d drawn %d times", k,
+                      counts[perms[k]]); /* se 29 */
+    cnn_batcher_free(&b);
+    cnn_dataset_free(&ds);
+}
+END_TEST
+
 START_TEST(test_batcher_no_shuffle)
 {
     cnn_dataset ds = indexed_set(10);
@@ -391,6 +414,7 @@ Suite *rt_data_suite(void)
 
     t = tcase_create("batcher");
     tcase_add_test(t, test_batcher_epochs);
+    tcase_add_test(t, test_batcher_uniform_shuffle);
     tcase_add_test(t, test_batcher_no_shuffle);
     suite_add_tcase(s, t);
     return s;

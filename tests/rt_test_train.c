@@ -260,8 +260,9 @@ START_TEST(test_train_steps_limit)
     rt_write_dataset(dir, 400, 20, 0); /* 50 steps per epoch */
     rt_log l;
     rt_fake_train_calls = 0;
-    ck_assert_int_eq(rt_train(&l, "--data", dir, "--steps", "5", NULL), 0);
+    ck_assert_int_eq(rt_train(&l, "--data", dir, "--steps", "5", "--seed", "77", NULL), 0);
     ck_assert_int_eq(rt_fake_train_calls, 5);
+    ck_assert_uint_eq(rt_fake_last_seed, 77); /* --seed reaches ctx->seed */
     ck_assert(rt_log_has(&l, "I: epoch 1  train loss")); /* one summary, no "/N" */
     rt_fake_train_calls = 0;
     ck_assert_int_eq(rt_train(&l, "--data", dir, "--steps", "70", NULL), 0);
