@@ -20,6 +20,7 @@ BUILD       ?= build
 PREFIX      ?= /usr/local
 OPT         ?= -O2 -g
 SANITIZE    ?=
+TEST_ENV    ?=
 
 # Packages: the build, the tests, the demo, the benchmark.
 DEPS_BUILD = gcc make flex bison llvm-19-dev check pkg-config zlib1g-dev libjansson-dev
@@ -156,11 +157,15 @@ check: deps-check
 
 check-run: all $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do \
-	  echo "== $$t"; CNNC=$(BUILD)/cnnc CNNRT_DIR=$(BUILD) $$t; done
+	  echo "== $$t"; $(TEST_ENV) CNNC=$(BUILD)/cnnc $$t; done
 	@echo "make check: all tests passed"
 
+# The training executables that tests build with cnnc link the sanitized
+# runtime, so they need the sanitizer runtimes too (CNNC_LDFLAGS).  Tests
+# run in one process (CK_FORK=no) so that LeakSanitizer sees every test.
 asan: deps-check
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
+	@CNNC_LDFLAGS="-fsanitize=address,undefined" $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
+	  TEST_ENV="CK_FORK=no" \
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 	  check-run
 

@@ -300,8 +300,7 @@ static int emit_machine_file(cg *c, const char *path, LLVMCodeGenFileType type)
     return 0;
 }
 
-/* Run argv; 0 if it exits with status 0. */
-static int run(char *const argv[], int verbose)
+static int run_argv(char *const argv[], int verbose)
 {
     if (verbose) {
         for (int i = 0; argv[i]; i++)
@@ -324,6 +323,26 @@ static int run(char *const argv[], int verbose)
         return -1;
     }
     return 0;
+}
+
+/* Run argv plus the words of $CNNC_LDFLAGS (extra link options, e.g.
+ * sanitizer runtimes); 0 if it exits with status 0. */
+static int run(char *const base[], int verbose)
+{
+    char *argv[64];
+    int n = 0;
+    while (base[n] && n < 32) {
+        argv[n] = base[n];
+        n++;
+    }
+    char *extra = getenv("CNNC_LDFLAGS") ? strdup(getenv("CNNC_LDFLAGS")) : NULL;
+    for (char *save, *w = extra ? strtok_r(extra, " \t", &save) : NULL; w && n < 63;
+         w = strtok_r(NULL, " \t", &save))
+        argv[n++] = w;
+    argv[n] = NULL;
+    int rc = run_argv(argv, verbose);
+    free(extra);
+    return rc;
 }
 
 /* Where libcnnrt.a for this target is: --runtime-dir, $CNNC_RUNTIME_DIR,
