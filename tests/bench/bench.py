@@ -112,10 +112,14 @@ def ratio(a, b):
 def write_markdown(rows, reps, torch_version):
     lines = []
     lines.append("# Benchmarks\n")
-    lines.append("Written by `make bench` (tests/bench/bench.py) on %s, %s, %d cores, Linux %s.  "
-                 "Each figure is the median of %d repetitions; cnnc and PyTorch ran one after "
-                 "the other in the same run.  Ratios are cnnc / PyTorch.\n" %
-                 (datetime.date.today().isoformat(), cpu_name(), os.cpu_count(),
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    lines.append("Written by `make bench` (tests/bench/bench.py) on %s at commit %s, %s, "
+                 "%d cores, Linux %s.  Each figure is the median of %d repetitions; cnnc and "
+                 "PyTorch ran one after the other in the same run.  Ratios are cnnc / PyTorch "
+                 "(above 1: cnnc is faster).  These machines are shared and noisy: compare "
+                 "ratios from one run, not absolute figures across runs.\n" %
+                 (datetime.date.today().isoformat(), commit, cpu_name(), os.cpu_count(),
                   platform.release(), reps))
     if torch_version:
         lines.append("PyTorch %s (Debian python3-torch), run with OPENBLAS_CORETYPE and "
