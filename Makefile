@@ -7,6 +7,7 @@
 #   make demo       compile examples/lenet5.cnn and train it on Fashion-MNIST
 #   make examples   compile every example into generated/
 #   make bench      measure speed beside PyTorch and write BENCHMARKS.md
+#   make fuzz       fuzz the front end with libFuzzer for FUZZ_SECONDS
 #   make install    PREFIX=/usr/local
 #
 # `check`, `demo`, `examples` and `bench` first run `make deps`, then call
@@ -53,8 +54,8 @@ RT_OBJS   = $(RT_SRCS:%.c=$(BUILD)/%.o)
 
 INCLUDES  = -Idsl -I$(BUILD)/dsl -Icompiler -Iruntime
 
-.PHONY: all deps check check-run asan demo demo-run examples examples-run bench \
-        bench-run install clean
+.PHONY: all deps deps-check deps-demo deps-bench check check-run asan demo demo-run examples \
+        examples-run bench bench-run fuzz fuzz-run install clean
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/cnnc $(BUILD)/libcnnrt.a $(BUILD)/libcnnrt.so
@@ -168,6 +169,26 @@ asan: deps-check
 	  TEST_ENV="CK_FORK=no" \
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 	  check-run
+
+# ---- fuzzing (not part of check: it runs for a fixed time) -------------------
+
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang-19
+
+fuzz: deps-check
+	$(call install_deps,clang-19 libclang-rt-19-dev)
+	@$(MAKE) --no-print-directory fuzz-run
+
+fuzz-run:
+	@mkdir -p build-fuzz/corpus
+	bison -Wall -d -o build-fuzz/parser.c dsl/parser.y
+	flex --header-file=build-fuzz/lexer.h -o build-fuzz/lexer.c dsl/lexer.l
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined $(CSTD) $(LLVM_CFLAGS) \
+	  -Idsl -Ibuild-fuzz -Icompiler -Iruntime -o build-fuzz/fuzz_frontend \
+	  tests/fuzz/fuzz_frontend.c $(DSL_SRCS) build-fuzz/parser.c build-fuzz/lexer.c \
+	  $(COMP_SRCS) $(LLVM_LIBS) -ljansson -lm
+	cp examples/*.cnn tests/diagnostics/*.cnn build-fuzz/corpus/
+	build-fuzz/fuzz_frontend -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus
 
 # ---- examples, demo, benchmark -----------------------------------------------
 

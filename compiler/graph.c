@@ -145,6 +145,26 @@ static void mark_used(const network *net, int layer, char *used)
         mark_used(net, net->layers[layer].inputs[i], used);
 }
 
+/* Tensors are limited to 2^34 elements (64 GiB of floats) for a whole
+ * batch, and parameter arrays likewise, so that no index computation in
+ * the compiler or the generated code can overflow 64 bits. */
+#define MAX_ELEMENTS ((int64_t)1 << 34)
+
+static int too_large(const ir_graph *g, int value, const layer *l, diag *d)
+{
+    int64_t size = ir_shape_size(g->values[value].shape);
+    if (size <= MAX_ELEMENTS && g->param_floats <= MAX_ELEMENTS)
+        return 0;
+    if (size > MAX_ELEMENTS)
+        src_error(d, l->loc, "layer '%s' produces %s per batch of %d: more than the 2^34 "
+                  "elements cnnc supports in one tensor", l->name,
+                  ir_shape_str(g->a, g->values[value].shape), g->batch);
+    else
+        src_error(d, l->loc, "the parameters up to layer '%s' need more than the 2^34 floats "
+                  "cnnc supports", l->name);
+    return 1;
+}
+
 /* The loss layer: softmax cross-entropy in TRAIN mode, a copy of the
  * logits to the output in INFER mode. */
 static int build_loss(ir_graph *g, const network *net, const int *layer_val, diag *d)
@@ -225,6 +245,8 @@ ir_graph *graph_build(arena *a, const network *net, graph_mode mode, diag *d)
             g->values[g->input].batched = 1;
             g->values[g->input].layer = i;
             layer_val[i] = g->input;
+            if (too_large(g, g->input, l, d))
+                return NULL;
             continue;
         }
         int node = ir_add_node(g, l->op, l->name, l->loc, i);
@@ -235,6 +257,8 @@ ir_graph *graph_build(arena *a, const network *net, graph_mode mode, diag *d)
         if (info->infer(g, &g->nodes[node], d) != 0)
             return NULL;
         layer_val[i] = g->nodes[node].out[0];
+        if (too_large(g, layer_val[i], l, d))
+            return NULL;
         g->values[layer_val[i]].layer = i;
     }
     if (build_loss(g, net, layer_val, d) != 0)

@@ -442,7 +442,23 @@ START_TEST(test_cli_emit_kinds)
     ck_assert_ptr_nonnull(strstr(text, "digraph"));
     ck_assert_ptr_nonnull(strstr(text, "conv2d_bwd_filter"));
     free(text);
-    free(ll), free(h), free(so), free(dot);
+    char *s = tu_path("l.s"), *o = tu_path("l.o"), *hh = tu_path("only.h");
+    const char *a4[] = {"examples/mlp.cnn", "--emit", "asm", "-o", s, NULL};
+    ck_assert_int_eq(run_cnnc(a4, NULL), 0);
+    text = slurp(s);
+    ck_assert_ptr_nonnull(strstr(text, "mlp_train_step:"));
+    free(text);
+    const char *a5[] = {"examples/mlp.cnn", "--emit", "obj", "-o", o, NULL};
+    ck_assert_int_eq(run_cnnc(a5, NULL), 0);
+    text = slurp(o);
+    ck_assert(memcmp(text, "\x7f" "ELF", 4) == 0);
+    free(text);
+    const char *a6[] = {"examples/mlp.cnn", "--emit", "header", "-o", hh, NULL};
+    ck_assert_int_eq(run_cnnc(a6, NULL), 0);
+    text = slurp(hh);
+    ck_assert_ptr_nonnull(strstr(text, "void mlp_forward(cnn_ctx *ctx"));
+    free(text);
+    free(ll), free(h), free(so), free(dot), free(s), free(o), free(hh);
 }
 END_TEST
 
