@@ -113,7 +113,12 @@ const char *cnn_init_name(int kind);
 
 /* ---- training configuration -------------------------------------------- */
 
-enum cnn_optim_type { CNN_OPTIM_SGD = 0 };
+enum cnn_optim_type {
+    CNN_OPTIM_SGD = 0,
+    CNN_OPTIM_ADAM = 1,
+    CNN_OPTIM_ADAMW = 2,
+    CNN_OPTIM_RMSPROP = 3,
+};
 /* The optimizer type called `name` in a train config ("sgd"), or -1. */
 int cnn_optim_lookup(const char *name);
 /* The name of an optimizer type, "?" if unknown. */
@@ -122,17 +127,111 @@ const char *cnn_optim_name(int type);
 typedef struct cnn_optim_config {
     int type;            /* enum cnn_optim_type */
     double lr;
-    double momentum;
-    double dampening;
-    double weight_decay; /* L2, added to the gradient as torch.optim does */
-    int nesterov;
+    double momentum;     /* sgd, rmsprop */
+    double dampening;    /* sgd */
+    double weight_decay; /* sgd, adam, rmsprop: added to the gradient (L2) as
+                          * torch.optim does; adamw: decoupled decay */
+    int nesterov;        /* sgd */
+    double beta1, beta2; /* adam, adamw (0.9, 0.999) */
+    double eps;          /* adam, adamw (1e-8), rmsprop (1e-8) */
+    int amsgrad;         /* adam, adamw */
+    double alpha;        /* rmsprop smoothing constant (0.99) */
+    int centered;        /* rmsprop */
+    /* Regularization of the loss, applied to the gradient before clipping
+     * and before the optimizer: the penalty l1*|p|_1 + l2/2*|p|^2 adds
+     *   grad += l1 * sign(p) + l2 * p.
+     * It and weight_decay apply to parameters flagged CNN_PARAM_DECAY (the
+     * weights), or to every trainable parameter with regularize_biases. */
+    double l1;
+    double l2;
+    int regularize_biases;
+    /* > 0: scale all gradients by max_norm / (norm + 1e-6) when their global
+     * L2 norm exceeds it (torch.nn.utils.clip_grad_norm_). */
+    double clip_norm;
 } cnn_optim_config;
+
+/* Learning-rate schedules, evaluated per epoch like torch.optim.lr_scheduler
+ * stepped once per epoch, with an optional linear warm-up measured in steps.
+ * The rate of a step is base_lr * schedule(epoch) * warmup(step):
+ *   constant     1
+ *   step         gamma ^ floor(epoch / step_size)
+ *   multistep    gamma ^ (number of milestones <= epoch)
+ *   exponential  gamma ^ epoch
+ *   cosine       eta_min/base_lr + (1 - eta_min/base_lr) * (1 + cos(pi * epoch / t_max)) / 2
+ *                (t_max = 0 means the run's total epochs)
+ *   warmup(s)    warmup_start + (1 - warmup_start) * s / W for s < W, else 1,
+ *                W = warmup_epochs * steps_per_epoch (rounded), s counted from 0
+ * epoch and step are 0-based and count the whole run, resumed runs included. */
+enum cnn_schedule_type {
+    CNN_SCHED_CONSTANT = 0,
+    CNN_SCHED_STEP = 1,
+    CNN_SCHED_MULTISTEP = 2,
+    CNN_SCHED_EXPONENTIAL = 3,
+    CNN_SCHED_COSINE = 4,
+};
+
+#define CNN_MAX_MILESTONES 16
+
+typedef struct cnn_schedule_config {
+    int type;              /* enum cnn_schedule_type */
+    int step_size;         /* step */
+    double gamma;          /* step, multistep, exponential */
+    int milestones[CNN_MAX_MILESTONES]; /* multistep, increasing epochs */
+    int n_milestones;
+    int t_max;             /* cosine */
+    double eta_min;        /* cosine */
+    double warmup_epochs;  /* 0: no warm-up; may be fractional */
+    double warmup_start;   /* factor at the first step of warm-up */
+} cnn_schedule_config;
+
+/* The learning rate of step `step` (0-based, whole run) in epoch `epoch`. */
+double cnn_schedule_lr(const cnn_schedule_config *s, double base_lr, int64_t epoch, int64_t step,
+                       int64_t steps_per_epoch, int total_epochs);
+
+/* ---- data configuration -------------------------------------------------- */
+
+/* Augmentations, applied on the fly to training batches only, each example
+ * with its own generator seeded from (seed, epoch, position in the epoch), so
+ * a run is reproducible, a resumed run reproduces the rest of the epoch, and
+ * the background thread changes nothing. */
+enum cnn_augment_type {
+    CNN_AUG_HFLIP = 0,     /* mirror left-right with probability p */
+    CNN_AUG_ROTATE = 1,    /* rotate by U(-degrees, degrees), bilinear, fill */
+    CNN_AUG_SCALE = 2,     /* zoom by U(min, max) about the centre, bilinear, fill */
+    CNN_AUG_CROP = 3,      /* pad by `padding` pixels of fill, crop back at a random offset */
+    CNN_AUG_TRANSLATE = 4, /* shift by U(-max, max) * size in each axis, fill */
+};
+
+#define CNN_MAX_AUGMENT 8
+#define CNN_MAX_CHANNELS 16
+
+typedef struct cnn_augment {
+    int type;         /* enum cnn_augment_type */
+    double p;         /* hflip probability */
+    double degrees;   /* rotate */
+    double min, max;  /* scale range; translate uses max (fraction of the size) */
+    int padding;      /* crop */
+    double fill;      /* value of pixels from outside the image, in [0, 1] pixel units */
+} cnn_augment;
+
+typedef struct cnn_data_config {
+    /* normalization: x = (x - mean[c]) / std[c], after augmentation */
+    int normalize;          /* 0 none, 1 mean/std given, 2 computed from the training set */
+    int channels;           /* entries in mean/std when given */
+    double mean[CNN_MAX_CHANNELS];
+    double std[CNN_MAX_CHANNELS];
+    double validation;      /* fraction of the training set held out, in [0, 0.9] */
+    int n_augment;
+    cnn_augment augment[CNN_MAX_AUGMENT];
+} cnn_data_config;
 
 typedef struct cnn_train_config {
     int batch;           /* must equal the model's compiled batch */
     int epochs;
     uint64_t seed;
     cnn_optim_config optim;
+    cnn_schedule_config schedule;
+    cnn_data_config data;
 } cnn_train_config;
 
 /* Parse the descriptor's train_config JSON. Missing keys get defaults:
@@ -160,7 +259,20 @@ int cnn_train_config_parse(const char *json, cnn_train_config *cfg, cnn_error *e
 typedef struct cnn_optimizer cnn_optimizer;
 cnn_optimizer *cnn_optimizer_create(const cnn_model_desc *m, const cnn_optim_config *cfg,
                                     cnn_error *err);
-void cnn_optimizer_step(cnn_optimizer *opt, float *params, const float *grads);
+/* One update.  grads is scratch: regularization and clipping are applied
+ * to it in place before the update. */
+void cnn_optimizer_step(cnn_optimizer *opt, float *params, float *grads);
+/* Change the learning rate (schedules call it before each step). */
+void cnn_optimizer_set_lr(cnn_optimizer *opt, double lr);
+/* The optimizer's state, for checkpoints: state arrays of param_floats
+ * floats each, named as torch.optim names them ("momentum_buffer",
+ * "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg"),
+ * and the number of updates applied (torch's `step`). */
+int cnn_optimizer_state_count(const cnn_optimizer *opt);
+const char *cnn_optimizer_state_name(const cnn_optimizer *opt, int i);
+float *cnn_optimizer_state(cnn_optimizer *opt, int i);
+uint64_t cnn_optimizer_steps(const cnn_optimizer *opt);
+void cnn_optimizer_set_steps(cnn_optimizer *opt, uint64_t steps);
 /* Check an optimizer configuration as create does, without allocating. */
 int cnn_optim_config_check(const cnn_optim_config *cfg, cnn_error *err);
 void cnn_optimizer_free(cnn_optimizer *opt);
@@ -218,6 +330,51 @@ void cnn_batcher_epoch(cnn_batcher *b);
  * the epoch (the last batch may be short). */
 int cnn_batcher_next(cnn_batcher *b);
 void cnn_batcher_free(cnn_batcher *b);
+
+/* ---- data sets beyond IDX, normalization, validation split, loading ------ */
+
+/* CIFAR-10 binary files: records of 1 label byte and 3072 pixel bytes (32x32
+ * red, then green, then blue planes).  Loads and concatenates the files; a
+ * file whose size is not a whole number of records, or a label > 9, is an
+ * error naming the file. */
+int cnn_cifar10_load(const char *const *paths, int npaths, cnn_dataset *ds, cnn_error *err);
+
+/* Load the training (test = 0) or test split of a data directory, whatever
+ * its format: MNIST-style IDX files (train-*, t10k-*), or CIFAR-10 binary
+ * (data_batch_1..5.bin and test_batch.bin, in DIR or DIR/cifar-10-batches-bin). */
+int cnn_data_load(const char *dir, int test, cnn_dataset *ds, cnn_error *err);
+
+/* Per-channel mean and standard deviation (population) of a data set. */
+void cnn_dataset_stats(const cnn_dataset *ds, double *mean, double *std);
+
+/* Move a seeded random `fraction` of ds into val (ds keeps the rest, in its
+ * original order).  Both own their memory afterwards. */
+int cnn_dataset_split(cnn_dataset *ds, double fraction, uint64_t seed, cnn_dataset *val,
+                      cnn_error *err);
+
+/* Apply one augmentation to one example (c*h*w floats in [0,1] pixel units)
+ * with generator r; scratch holds c*h*w floats. */
+void cnn_augment_apply(const cnn_augment *a, float *x, int c, int h, int w, cnn_rng *r,
+                       float *scratch);
+
+/* Batches for training or evaluation: gathered, augmented (training only),
+ * normalized, optionally prepared by a background thread one batch ahead.
+ * Epoch e's order and augmentations depend only on (seed, e). */
+typedef struct cnn_loader cnn_loader;
+/* cfg may be NULL (no normalization or augmentation); mean/std for
+ * normalization are cfg's, or computed from ds when cfg->normalize == 2 (the
+ * caller computes them once from the training set and passes a cfg with
+ * normalize = 1 to the test loader). */
+cnn_loader *cnn_loader_create(const cnn_dataset *ds, int batch, int shuffle, int augment,
+                              const cnn_data_config *cfg, uint64_t seed, int background,
+                              cnn_error *err);
+/* Start epoch e (0-based) at batch `skip` (to resume in the middle). */
+void cnn_loader_epoch(cnn_loader *l, int64_t epoch, int64_t skip);
+/* The next batch: returns its size (0 at the end of the epoch); the
+ * pointers stay valid until the next call. */
+int cnn_loader_next(cnn_loader *l, const float **x, const int32_t **y);
+int64_t cnn_loader_batches(const cnn_loader *l); /* batches per epoch */
+void cnn_loader_free(cnn_loader *l);
 
 /* ---- checkpoints --------------------------------------------------------- */
 

@@ -16,9 +16,8 @@
  * optimizer type has a row in opt_parsers: its own keys live in its own
  * object, and adding Adam means adding a row and its parse function.
  */
-#include "cnnrt.h"
+#include "rt_internal.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -114,6 +113,8 @@ static int parse_root(const json_t *root, cnn_train_config *cfg, cnn_error *err)
     cfg->seed = (uint64_t)seed;
     const json_t *o = json_object_get(root, "optimizer");
     if (o && parse_optimizer(o, &cfg->optim, err) < 0)
+        return -1;
+    if (cnn_data_config_parse(root, &cfg->data, err) < 0)
         return -1;
     return cnn_optim_config_check(&cfg->optim, err);
 }

@@ -164,7 +164,7 @@ cnn_optimizer *cnn_optimizer_create(const cnn_model_desc *m, const cnn_optim_con
     return opt;
 }
 
-void cnn_optimizer_step(cnn_optimizer *opt, float *params, const float *grads)
+void cnn_optimizer_step(cnn_optimizer *opt, float *params, float *grads)
 {
     const cnn_model_desc *m = opt->model;
     for (int32_t i = 0; i < m->n_params; i++) {
