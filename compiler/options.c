@@ -217,6 +217,49 @@ static json_t *check_call(const ast_expr *e, const opt_spec *s, const char *what
     return NULL;
 }
 
+/* A list of values of one kind; a single non-list value counts as a list of
+ * one for numbers. */
+static json_t *check_list(const ast_expr *e, const opt_spec *s, const char *what, diag *d)
+{
+    const char *expected = s->type == OPT_FLOATS ? "a list of numbers"
+                           : s->type == OPT_INTS ? "a list of integers"
+                                                 : "a list of calls";
+    ast_expr one = {0};
+    ast_arg item = {0};
+    if (e->kind != AST_LIST) {
+        if (s->type == OPT_CALLS || e->kind != AST_NUMBER)
+            return bad(e, s, what, expected, d);
+        item.value = (ast_expr *)e;
+        one.kind = AST_LIST;
+        one.loc = e->loc;
+        one.args = &item;
+        one.nargs = 1;
+        e = &one;
+    }
+    int lo = s->min_len ? s->min_len : (s->type == OPT_CALLS ? 0 : 1);
+    int hi = s->max_len ? s->max_len : 64;
+    if (e->nargs < lo || e->nargs > hi) {
+        char want[64];
+        if (lo == hi)
+            snprintf(want, sizeof want, "a list of %d", lo);
+        else
+            snprintf(want, sizeof want, "a list of %d to %d", lo, hi);
+        return bad(e, s, what, want, d);
+    }
+    opt_spec elem = *s;
+    elem.type = s->type == OPT_FLOATS ? OPT_FLOAT : s->type == OPT_INTS ? OPT_INT : OPT_CALL;
+    json_t *arr = json_array();
+    for (int i = 0; i < e->nargs; i++) {
+        json_t *v = opt_check_value(e->args[i].value, &elem, what, d);
+        if (!v) {
+            json_decref(arr);
+            return NULL;
+        }
+        json_array_append_new(arr, v);
+    }
+    return arr;
+}
+
 json_t *opt_check_value(const ast_expr *e, const opt_spec *s, const char *what, diag *d)
 {
     switch (s->type) {
@@ -242,6 +285,10 @@ json_t *opt_check_value(const ast_expr *e, const opt_spec *s, const char *what, 
         return check_padding(e, s, what, d);
     case OPT_CALL:
         return check_call(e, s, what, d);
+    case OPT_FLOATS:
+    case OPT_INTS:
+    case OPT_CALLS:
+        return check_list(e, s, what, d);
     }
     return NULL;
 }

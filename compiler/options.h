@@ -15,6 +15,8 @@
  *   OPT_PADDING  [top, left, bottom, right] or "same" / "valid"
  *   OPT_CALL     {"type": name, its own options...}; a bare name is a
  *                call without arguments (`init = he_uniform`)
+ *   OPT_FLOATS   [reals]          OPT_INTS    [integers]
+ *   OPT_CALLS    [{"type": name, ...}, ...]
  *
  * Tables end with an entry whose key is NULL.  JSON also carries the train
  * block to the runtime unchanged (compiler/sema.c).
@@ -34,6 +36,9 @@ typedef enum opt_type {
     OPT_SIZE2,
     OPT_PADDING,
     OPT_CALL,
+    OPT_FLOATS, /* a list of numbers (a single number is a list of one) */
+    OPT_INTS,   /* a list of integers */
+    OPT_CALLS,  /* a list of calls or names from `calls` */
 } opt_type;
 
 typedef struct call_spec call_spec;
@@ -46,6 +51,7 @@ typedef struct opt_spec {
     const char *const *choices;  /* OPT_NAME: NULL-terminated */
     const call_spec *calls;      /* OPT_CALL: the calls allowed, key NULL ends */
     const char *help;            /* one line for the language reference */
+    int min_len, max_len;        /* lists: allowed lengths (0, 0: 1 to 64) */
 } opt_spec;
 
 struct call_spec {

@@ -23,21 +23,31 @@
 
 /* ---- option tables ------------------------------------------------------ */
 
+/* Table rows: an option with numeric bounds (lo >= hi: unbounded), one
+ * chosen from names, one that is a call, a list of calls, a list of numbers. */
+#define OPT(k, t, d, lo, hi, h) {.key = k, .type = t, .def = d, .min = lo, .max = hi, .help = h}
+#define NAME_OPT(k, d, names, h) {.key = k, .type = OPT_NAME, .def = d, .choices = names, .help = h}
+#define CALL_OPT(k, d, c, h) {.key = k, .type = OPT_CALL, .def = d, .calls = c, .help = h}
+#define CALLS_OPT(k, d, c, lo, hi, h)                                                              \
+    {.key = k, .type = OPT_CALLS, .def = d, .calls = c, .min_len = lo, .max_len = hi, .help = h}
+#define LIST_OPT(k, t, d, lo, hi, nlo, nhi, h)                                                     \
+    {.key = k, .type = t, .def = d, .min = lo, .max = hi, .min_len = nlo, .max_len = nhi, .help = h}
+
 static const opt_spec no_opts[] = {{0}};
 
 static const opt_spec constant_opts[] = {
-    {"value", OPT_FLOAT, NULL, 0, 0, NULL, NULL, "the value"},
+    OPT("value", OPT_FLOAT, NULL, 0, 0, "the value"),
     {0}};
 static const opt_spec uniform_opts[] = {
-    {"low", OPT_FLOAT, "-0.05", 0, 0, NULL, NULL, "lower bound"},
-    {"high", OPT_FLOAT, "0.05", 0, 0, NULL, NULL, "upper bound"},
+    OPT("low", OPT_FLOAT, "-0.05", 0, 0, "lower bound"),
+    OPT("high", OPT_FLOAT, "0.05", 0, 0, "upper bound"),
     {0}};
 static const opt_spec normal_opts[] = {
-    {"mean", OPT_FLOAT, "0", 0, 0, NULL, NULL, "mean"},
-    {"std", OPT_FLOAT, "0.05", 0, 1e9, NULL, NULL, "standard deviation"},
+    OPT("mean", OPT_FLOAT, "0", 0, 0, "mean"),
+    OPT("std", OPT_FLOAT, "0.05", 0, 1e9, "standard deviation"),
     {0}};
 static const opt_spec gain_opts[] = {
-    {"gain", OPT_FLOAT, "1", 0, 1e9, NULL, NULL, "multiplier of the standard gain"},
+    OPT("gain", OPT_FLOAT, "1", 0, 1e9, "multiplier of the standard gain"),
     {0}};
 
 /* Order matters: index i is enum cnn_init_kind i. */
@@ -54,34 +64,34 @@ const call_spec sema_initializers[] = {
     {"torch_default", no_opts, "PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))"},
     {0}};
 
-#define INIT_OPTS(key, help) {key, OPT_CALL, "null", 0, 0, NULL, sema_initializers, help}
+#define INIT_OPTS(k, h) CALL_OPT(k, "null", sema_initializers, h)
 
 static const opt_spec input_opts[] = {
-    {"channels", OPT_INT, NULL, 1, 1 << 16, NULL, NULL, "C"},
-    {"height", OPT_INT, NULL, 1, 1 << 16, NULL, NULL, "H"},
-    {"width", OPT_INT, NULL, 1, 1 << 16, NULL, NULL, "W"},
+    OPT("channels", OPT_INT, NULL, 1, 1 << 16, "C"),
+    OPT("height", OPT_INT, NULL, 1, 1 << 16, "H"),
+    OPT("width", OPT_INT, NULL, 1, 1 << 16, "W"),
     {0}};
 static const opt_spec conv2d_opts[] = {
-    {"filters", OPT_INT, NULL, 1, 1 << 16, NULL, NULL, "output channels"},
-    {"kernel", OPT_SIZE2, NULL, 1, 1024, NULL, NULL, "kernel size"},
-    {"stride", OPT_SIZE2, "1", 1, 1024, NULL, NULL, "stride"},
-    {"padding", OPT_PADDING, "0", 0, 1024, NULL, NULL, "zero padding"},
-    {"bias", OPT_BOOL, "true", 0, 0, NULL, NULL, "add a learned bias"},
+    OPT("filters", OPT_INT, NULL, 1, 1 << 16, "output channels"),
+    OPT("kernel", OPT_SIZE2, NULL, 1, 1024, "kernel size"),
+    OPT("stride", OPT_SIZE2, "1", 1, 1024, "stride"),
+    OPT("padding", OPT_PADDING, "0", 0, 1024, "zero padding"),
+    OPT("bias", OPT_BOOL, "true", 0, 0, "add a learned bias"),
     INIT_OPTS("init", "weight initializer"),
     INIT_OPTS("bias_init", "bias initializer"),
-    {"in_channels", OPT_INT, "0", 0, 1 << 16, NULL, NULL, "checked against the input"},
+    OPT("in_channels", OPT_INT, "0", 0, 1 << 16, "checked against the input"),
     {0}};
 static const opt_spec dense_opts[] = {
-    {"units", OPT_INT, NULL, 1, 1 << 24, NULL, NULL, "output features"},
-    {"bias", OPT_BOOL, "true", 0, 0, NULL, NULL, "add a learned bias"},
+    OPT("units", OPT_INT, NULL, 1, 1 << 24, "output features"),
+    OPT("bias", OPT_BOOL, "true", 0, 0, "add a learned bias"),
     INIT_OPTS("init", "weight initializer"),
     INIT_OPTS("bias_init", "bias initializer"),
-    {"in_features", OPT_INT, "0", 0, 1 << 24, NULL, NULL, "checked against the input"},
+    OPT("in_features", OPT_INT, "0", 0, 1 << 24, "checked against the input"),
     {0}};
 static const opt_spec pool_opts[] = {
-    {"kernel", OPT_SIZE2, "2", 1, 1024, NULL, NULL, "window size"},
-    {"stride", OPT_SIZE2, "null", 1, 1024, NULL, NULL, "stride (default: the window size)"},
-    {"padding", OPT_PADDING, "0", 0, 1024, NULL, NULL, "padding"},
+    OPT("kernel", OPT_SIZE2, "2", 1, 1024, "window size"),
+    OPT("stride", OPT_SIZE2, "null", 1, 1024, "stride (default: the window size)"),
+    OPT("padding", OPT_PADDING, "0", 0, 1024, "padding"),
     {0}};
 
 typedef struct layer_spec {
@@ -104,28 +114,115 @@ static const layer_spec layer_specs[] = {
     {0}};
 
 static const opt_spec network_settings[] = {
-    {"classes", OPT_INT, "0", 1, 1 << 24, NULL, NULL, "number of classes (checked)"},
+    OPT("classes", OPT_INT, "0", 1, 1 << 24, "number of classes (checked)"),
     INIT_OPTS("init", "default weight initializer"),
     INIT_OPTS("bias_init", "default bias initializer"),
     {0}};
 
 static const opt_spec sgd_opts[] = {
-    {"lr", OPT_FLOAT, "0.01", 0, 1e6, NULL, NULL, "learning rate"},
-    {"momentum", OPT_FLOAT, "0", 0, 1, NULL, NULL, "momentum factor"},
-    {"dampening", OPT_FLOAT, "0", 0, 1, NULL, NULL, "dampening for momentum"},
-    {"nesterov", OPT_BOOL, "false", 0, 0, NULL, NULL, "Nesterov momentum"},
-    {"weight_decay", OPT_FLOAT, "0", 0, 1e6, NULL, NULL, "L2 penalty"},
+    OPT("lr", OPT_FLOAT, "0.01", 0, 1e6, "learning rate"),
+    OPT("momentum", OPT_FLOAT, "0", 0, 1, "momentum factor"),
+    OPT("dampening", OPT_FLOAT, "0", 0, 1, "dampening for momentum"),
+    OPT("nesterov", OPT_BOOL, "false", 0, 0, "Nesterov momentum"),
+    OPT("weight_decay", OPT_FLOAT, "0", 0, 1e6, "L2 penalty added to the gradient"),
     {0}};
-static const call_spec optimizers[] = {{"sgd", sgd_opts, "stochastic gradient descent"}, {0}};
+#define ADAM_OPTS(decay)                                                                           \
+    OPT("lr", OPT_FLOAT, "0.001", 0, 1e6, "learning rate"),                                        \
+        LIST_OPT("betas", OPT_FLOATS, "[0.9, 0.999]", 0, 0.999999, 2, 2, "moment decay rates"),    \
+        OPT("eps", OPT_FLOAT, "1e-8", 0, 1, "added to the denominator"),                           \
+        OPT("weight_decay", OPT_FLOAT, decay, 0, 1e6, "weight decay"),                             \
+        OPT("amsgrad", OPT_BOOL, "false", 0, 0, "AMSGrad variant"), {0}
+static const opt_spec adam_opts[] = {ADAM_OPTS("0")};
+static const opt_spec adamw_opts[] = {ADAM_OPTS("0.01")};
+static const opt_spec rmsprop_opts[] = {
+    OPT("lr", OPT_FLOAT, "0.01", 0, 1e6, "learning rate"),
+    OPT("alpha", OPT_FLOAT, "0.99", 0, 1, "smoothing constant"),
+    OPT("eps", OPT_FLOAT, "1e-8", 0, 1, "added to the denominator"),
+    OPT("weight_decay", OPT_FLOAT, "0", 0, 1e6, "L2 penalty added to the gradient"),
+    OPT("momentum", OPT_FLOAT, "0", 0, 1, "momentum factor"),
+    OPT("centered", OPT_BOOL, "false", 0, 0, "normalize by the variance estimate"),
+    {0}};
+static const call_spec optimizers[] = {
+    {"sgd", sgd_opts, "stochastic gradient descent (torch.optim.SGD)"},
+    {"adam", adam_opts, "Adam (torch.optim.Adam)"},
+    {"adamw", adamw_opts, "Adam with decoupled weight decay (torch.optim.AdamW)"},
+    {"rmsprop", rmsprop_opts, "RMSprop (torch.optim.RMSprop)"},
+    {0}};
+
+static const opt_spec step_opts[] = {
+    OPT("step_size", OPT_INT, NULL, 1, 1e9, "epochs between decays"),
+    OPT("gamma", OPT_FLOAT, "0.1", 0, 1e6, "decay factor"),
+    {0}};
+static const opt_spec multistep_opts[] = {
+    LIST_OPT("milestones", OPT_INTS, NULL, 1, 1e9, 1, 16, "epochs at which to decay"),
+    OPT("gamma", OPT_FLOAT, "0.1", 0, 1e6, "decay factor"),
+    {0}};
+static const opt_spec exponential_opts[] = {
+    OPT("gamma", OPT_FLOAT, NULL, 0, 1e6, "decay factor per epoch"),
+    {0}};
+static const opt_spec cosine_opts[] = {
+    OPT("t_max", OPT_INT, "0", 0, 1e9, "epochs of the half period (0: all epochs)"),
+    OPT("eta_min", OPT_FLOAT, "0", 0, 1e6, "minimum learning rate"),
+    {0}};
+static const call_spec schedules[] = {
+    {"constant", no_opts, "the optimizer's learning rate throughout"},
+    {"step", step_opts, "lr * gamma^floor(epoch / step_size)"},
+    {"multistep", multistep_opts, "lr * gamma^(milestones passed)"},
+    {"exponential", exponential_opts, "lr * gamma^epoch"},
+    {"cosine", cosine_opts, "cosine annealing from lr to eta_min over t_max epochs"},
+    {0}};
+
+static const opt_spec hflip_opts[] = {
+    OPT("p", OPT_FLOAT, "0.5", 0, 1, "probability"),
+    {0}};
+static const opt_spec rotate_opts[] = {
+    OPT("degrees", OPT_FLOAT, NULL, 0, 180, "maximum angle either way"),
+    OPT("fill", OPT_FLOAT, "0", 0, 1, "value outside the image"),
+    {0}};
+static const opt_spec scale_opts[] = {
+    OPT("min", OPT_FLOAT, "0.9", 0.1, 10, "smallest zoom"),
+    OPT("max", OPT_FLOAT, "1.1", 0.1, 10, "largest zoom"),
+    OPT("fill", OPT_FLOAT, "0", 0, 1, "value outside the image"),
+    {0}};
+static const opt_spec crop_opts[] = {
+    OPT("padding", OPT_INT, "4", 0, 1024, "pixels of fill around the image"),
+    OPT("fill", OPT_FLOAT, "0", 0, 1, "value of the padding"),
+    {0}};
+static const opt_spec translate_opts[] = {
+    OPT("max", OPT_FLOAT, "0.1", 0, 1, "largest shift, as a fraction of the size"),
+    OPT("fill", OPT_FLOAT, "0", 0, 1, "value outside the image"),
+    {0}};
+static const call_spec augmentations[] = {
+    {"hflip", hflip_opts, "mirror left-right"},
+    {"rotate", rotate_opts, "rotate by a random angle, bilinear"},
+    {"scale", scale_opts, "zoom by a random factor, bilinear"},
+    {"crop", crop_opts, "pad, then crop back at a random offset"},
+    {"translate", translate_opts, "shift by a random offset"},
+    {0}};
+
+static const char *const normalize_modes[] = {"none", "auto", "given", NULL};
+
+#define DEFAULT_SGD                                                                                \
+    "{\"type\": \"sgd\", \"lr\": 0.01, \"momentum\": 0.0, \"dampening\": 0.0, "                   \
+    "\"nesterov\": false, \"weight_decay\": 0.0}"
 
 static const opt_spec train_keys[] = {
-    {"batch", OPT_INT, "64", 1, 1 << 16, NULL, NULL, "batch size (compiled in)"},
-    {"epochs", OPT_INT, "1", 0, 1e9, NULL, NULL, "passes over the training set"},
-    {"seed", OPT_INT, "0", 0, 9e15, NULL, NULL, "seed for initialization and shuffling"},
-    {"optimizer", OPT_CALL,
-     "{\"type\": \"sgd\", \"lr\": 0.01, \"momentum\": 0.0, \"dampening\": 0.0,"
-     " \"nesterov\": false, \"weight_decay\": 0.0}",
-     0, 0, NULL, optimizers, "optimizer"},
+    OPT("batch", OPT_INT, "64", 1, 1 << 16, "batch size (compiled in)"),
+    OPT("epochs", OPT_INT, "1", 0, 1e9, "passes over the training set"),
+    OPT("seed", OPT_INT, "0", 0, 9e15, "seed for initialization and shuffling"),
+    CALL_OPT("optimizer", DEFAULT_SGD, optimizers, "optimizer"),
+    CALL_OPT("schedule", "{\"type\": \"constant\"}", schedules, "learning-rate schedule"),
+    OPT("warmup_epochs", OPT_FLOAT, "0", 0, 1e6, "linear warm-up length"),
+    OPT("warmup_start", OPT_FLOAT, "0.1", 0, 1, "warm-up starting factor"),
+    OPT("l1", OPT_FLOAT, "0", 0, 1e6, "L1 penalty"),
+    OPT("l2", OPT_FLOAT, "0", 0, 1e6, "L2 penalty"),
+    OPT("regularize_biases", OPT_BOOL, "false", 0, 0, "apply l1, l2, weight decay to biases"),
+    OPT("clip_norm", OPT_FLOAT, "0", 0, 1e9, "clip the global gradient norm"),
+    NAME_OPT("normalize", "\"none\"", normalize_modes, "input normalization"),
+    LIST_OPT("mean", OPT_FLOATS, "null", -1e6, 1e6, 1, 16, "per-channel mean"),
+    LIST_OPT("std", OPT_FLOATS, "null", 1e-9, 1e6, 1, 16, "per-channel standard deviation"),
+    OPT("validation", OPT_FLOAT, "0", 0, 0.9, "fraction held out for validation"),
+    CALLS_OPT("augment", "[]", augmentations, 0, 8, "training augmentations"),
     {0}};
 
 static const char *const block_kinds[] = {"network", "train"};
@@ -273,32 +370,76 @@ static void fill_defaults(const opt_spec *spec, json_t *obj)
             json_object_set_new(obj, spec->key, opt_default(spec));
 }
 
+/* Where key was set, or the train block's keyword when it was not. */
+static src_loc key_loc(const char *key, const ast_block *b, const src_loc *seen)
+{
+    const opt_spec *s = opt_find(train_keys, key);
+    src_loc at = seen[s - train_keys];
+    return at.file ? at : b->kind_loc;
+}
+
+/* Rules that tie train settings together. */
+static void check_train_consistency(json_t *obj, const ast_block *b, const src_loc *seen, diag *d)
+{
+    const json_t *opt = json_object_get(obj, "optimizer");
+    if (opt_bool(opt, "nesterov") &&
+        (opt_real(opt, "momentum") <= 0 || opt_real(opt, "dampening") != 0))
+        src_error(d, key_loc("optimizer", b, seen),
+                  "nesterov momentum needs momentum > 0 and dampening = 0");
+    const json_t *ms = json_object_get(json_object_get(obj, "schedule"), "milestones");
+    for (size_t i = 1; i < json_array_size(ms); i++)
+        if (json_integer_value(json_array_get(ms, i)) <=
+            json_integer_value(json_array_get(ms, i - 1))) {
+            src_error(d, key_loc("schedule", b, seen), "multistep milestones must increase");
+            break;
+        }
+    const json_t *mean = json_object_get(obj, "mean"), *std = json_object_get(obj, "std");
+    const char *mode = opt_str(obj, "normalize");
+    int given = !json_is_null(mean) || !json_is_null(std);
+    if (given && strcmp(mode, "auto") == 0)
+        src_error(d, key_loc("normalize", b, seen),
+                  "normalize = auto computes mean and std; do not also give them");
+    else if (given && (json_is_null(mean) || json_is_null(std)))
+        src_error(d, key_loc(json_is_null(mean) ? "std" : "mean", b, seen),
+                  "give both mean and std (one value per input channel)");
+    else if (given && json_array_size(mean) != json_array_size(std))
+        src_error(d, key_loc("std", b, seen), "mean has %zu values but std has %zu",
+                  json_array_size(mean), json_array_size(std));
+    else if (!given && strcmp(mode, "given") == 0)
+        src_error(d, key_loc("normalize", b, seen), "normalize = given needs mean and std");
+    else if (given)
+        json_object_set_new(obj, "normalize", json_string("given"));
+    const json_t *aug = json_object_get(obj, "augment");
+    for (size_t i = 0; i < json_array_size(aug); i++) {
+        const json_t *a = json_array_get(aug, i);
+        if (strcmp(opt_str(a, "type"), "scale") == 0 && opt_real(a, "min") > opt_real(a, "max"))
+            src_error(d, key_loc("augment", b, seen), "scale needs min <= max");
+    }
+}
+
 static void check_train_block(const ast_block *b, network *net, arena *a, diag *d)
 {
     (void)a;
-    src_loc seen[16] = {{0}};
+    src_loc seen[32] = {{0}};
     json_t *obj = json_object();
     for (int i = 0; i < b->nstmts; i++) {
         const ast_stmt *st = &b->stmts[i];
         if (check_setting(st, train_keys, "the train block", obj, seen, d))
             continue;
         const char *hint = opt_suggest(train_keys, st->name);
-        if (hint)
+        if (hint) {
             src_error(d, st->name_loc, "unknown train setting '%s'; did you mean '%s'?", st->name,
                       hint);
-        else
-            src_error(d, st->name_loc,
-                      "unknown train setting '%s' (known: batch, epochs, seed, optimizer)",
-                      st->name);
+        } else {
+            char known[512] = "";
+            for (const opt_spec *k = train_keys; k->key; k++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
+                         k == train_keys ? "" : ", ", k->key);
+            src_error(d, st->name_loc, "unknown train setting '%s' (known: %s)", st->name, known);
+        }
     }
     fill_defaults(train_keys, obj);
-    const json_t *opt = json_object_get(obj, "optimizer");
-    if (opt_bool(opt, "nesterov") &&
-        (opt_real(opt, "momentum") <= 0 || opt_real(opt, "dampening") != 0)) {
-        int slot = (int)(opt_find(train_keys, "optimizer") - train_keys);
-        src_error(d, seen[slot].file ? seen[slot] : b->kind_loc,
-                  "nesterov momentum needs momentum > 0 and dampening = 0");
-    }
+    check_train_consistency(obj, b, seen, d);
     json_decref(net->train);
     net->train = obj;
     net->batch = opt_int(obj, "batch");
