@@ -84,6 +84,7 @@ typedef struct network {
     src_loc classes_loc;
     int batch;            /* from the train block (default 64) */
     json_t *train;        /* the train block with defaults, for the runtime */
+    src_loc mean_loc;     /* where the train block's mean was given */
 } network;
 
 /* ---- graph IR ---------------------------------------------------------------- */

@@ -249,13 +249,16 @@ static json_t *check_list(const ast_expr *e, const opt_spec *s, const char *what
     opt_spec elem = *s;
     elem.type = s->type == OPT_FLOATS ? OPT_FLOAT : s->type == OPT_INTS ? OPT_INT : OPT_CALL;
     json_t *arr = json_array();
-    for (int i = 0; i < e->nargs; i++) {
+    int ok = 1;
+    for (int i = 0; i < e->nargs; i++) { /* check every item, report every error */
         json_t *v = opt_check_value(e->args[i].value, &elem, what, d);
-        if (!v) {
-            json_decref(arr);
-            return NULL;
-        }
-        json_array_append_new(arr, v);
+        if (v)
+            json_array_append_new(arr, v);
+        ok &= v != NULL;
+    }
+    if (!ok) {
+        json_decref(arr);
+        return NULL;
     }
     return arr;
 }
@@ -296,6 +299,11 @@ json_t *opt_check_value(const ast_expr *e, const opt_spec *s, const char *what, 
 json_t *opt_default(const opt_spec *s)
 {
     json_t *v = json_loads(s->def, JSON_DECODE_ANY, NULL);
+    if (json_is_integer(v) && s->type == OPT_FLOAT) {
+        json_t *r = json_real((double)json_integer_value(v));
+        json_decref(v);
+        return r;
+    }
     if (json_is_integer(v) && (s->type == OPT_SIZE2 || s->type == OPT_PADDING)) {
         json_int_t x = json_integer_value(v);
         json_decref(v);

@@ -440,6 +440,7 @@ static void check_train_block(const ast_block *b, network *net, arena *a, diag *
     }
     fill_defaults(train_keys, obj);
     check_train_consistency(obj, b, seen, d);
+    net->mean_loc = key_loc("mean", b, seen);
     json_decref(net->train);
     net->train = obj;
     net->batch = opt_int(obj, "batch");
@@ -673,6 +674,11 @@ network *sema_network(const ast_file *f, arena *a, diag *d)
     int errors_before = d->errors;
     check_network_block(netblock, net, a, d, &def_init, &def_bias);
     check_endpoints(net, netblock, d, errors_before);
+    const json_t *mean = json_object_get(net->train, "mean");
+    if (net->input >= 0 && json_is_array(mean) &&
+        (int)json_array_size(mean) != net->layers[net->input].attr.chw[0])
+        src_error(d, net->mean_loc, "mean and std need one value per input channel: %d, not %zu",
+                  net->layers[net->input].attr.chw[0], json_array_size(mean));
     apply_default_inits(net, def_init, def_bias);
     if (d->errors) {
         network_free(net);

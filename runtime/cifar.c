@@ -90,40 +90,38 @@ int cnn_cifar10_load(const char *const *paths, int npaths, cnn_dataset *ds, cnn_
     memset(ds, 0, sizeof *ds);
     if (npaths < 1)
         return cnn_fail(err, "CIFAR-10: no files to load");
+    int64_t *counts = malloc((size_t)npaths * sizeof *counts); /* records per file */
     int64_t total = 0;
+    if (!counts)
+        return cnn_fail(err, "%s: out of memory", paths[0]);
     for (int i = 0; i < npaths; i++) {
-        int64_t n = cifar_records(paths[i], err);
-        if (n < 0)
+        counts[i] = cifar_records(paths[i], err);
+        if (counts[i] < 0) {
+            free(counts);
             return -1;
-        total += n;
+        }
+        total += counts[i];
     }
     ds->images = malloc((size_t)total * CIFAR_PIXELS * sizeof *ds->images);
     ds->labels = malloc((size_t)total * sizeof *ds->labels);
     uint8_t *chunk = malloc((size_t)CHUNK_RECORDS * CIFAR_RECORD);
-    if (!ds->images || !ds->labels || !chunk) {
-        free(chunk);
-        cnn_dataset_free(ds);
-        return cnn_fail(err, "%s: out of memory for %lld CIFAR-10 images", paths[0],
-                        (long long)total);
-    }
+    int rc = 0;
+    if (!ds->images || !ds->labels || !chunk)
+        rc = cnn_fail(err, "%s: out of memory for %lld CIFAR-10 images", paths[0],
+                      (long long)total);
     int64_t at = 0;
-    for (int i = 0; i < npaths; i++) {
-        /* Sized again by the read itself: a file that changed in between is
-         * caught as truncated, or by this recount. */
-        int64_t n = cifar_records(paths[i], err);
-        if (n < 0 || at + n > total ||
-            cifar_read(paths[i], n, ds->images + (size_t)at * CIFAR_PIXELS, ds->labels + at,
-                       chunk, err) < 0) {
-            if (n >= 0 && at + n > total)
-                cnn_fail(err, "%s: the file grew while being loaded", paths[i]);
-            free(chunk);
-            cnn_dataset_free(ds);
-            return -1;
-        }
-        at += n;
+    for (int i = 0; rc == 0 && i < npaths; i++) {
+        rc = cifar_read(paths[i], counts[i], ds->images + (size_t)at * CIFAR_PIXELS,
+                        ds->labels + at, chunk, err);
+        at += counts[i];
     }
     free(chunk);
-    ds->count = at;
+    free(counts);
+    if (rc < 0) {
+        cnn_dataset_free(ds);
+        return -1;
+    }
+    ds->count = total;
     ds->c = 3;
     ds->h = CIFAR_SIDE;
     ds->w = CIFAR_SIDE;

@@ -343,6 +343,64 @@ START_TEST(test_unused_layer_warning)
 }
 END_TEST
 
+/* Every train setting reaches the JSON the runtime reads, in canonical form. */
+START_TEST(test_train_block_json)
+{
+    const char *text = "network t {\n"
+                       "  x = input(3, 4, 4)\n"
+                       "  f = flatten(x)\n"
+                       "  d = dense(f, units = 2)\n"
+                       "  loss = softmax_cross_entropy(d)\n"
+                       "}\n"
+                       "train {\n"
+                       "  optimizer = rmsprop(lr = 0.005, centered = true, momentum = 0.5)\n"
+                       "  schedule = multistep(milestones = [3, 7], gamma = 0.5)\n"
+                       "  warmup_epochs = 0.5\n"
+                       "  l1 = 1e-5  l2 = 5e-4  clip_norm = 2\n"
+                       "  mean = [0.5, 0.4, 0.3]  std = [0.2, 0.2, 0.25]\n"
+                       "  validation = 0.1\n"
+                       "  augment = [hflip, crop(padding = 2), rotate(degrees = 15, fill = 0.5)]\n"
+                       "}\n";
+    cnnc_unit u;
+    cnnc_options opt = {0};
+    char *diags = NULL;
+    ck_assert_msg(tu_frontend(&u, &opt, "t.cnn", text, &diags) == 0, "%s", diags);
+    free(diags);
+    json_t *t = u.net->train;
+    json_t *o = json_object_get(t, "optimizer");
+    ck_assert_str_eq(json_string_value(json_object_get(o, "type")), "rmsprop");
+    ck_assert(json_real_value(json_object_get(o, "lr")) == 0.005);
+    ck_assert(json_real_value(json_object_get(o, "alpha")) == 0.99);
+    ck_assert(json_real_value(json_object_get(o, "eps")) == 1e-8);
+    ck_assert(json_real_value(json_object_get(o, "momentum")) == 0.5);
+    ck_assert(json_is_real(json_object_get(o, "weight_decay")));
+    ck_assert(json_is_true(json_object_get(o, "centered")));
+    json_t *sch = json_object_get(t, "schedule");
+    ck_assert_str_eq(json_string_value(json_object_get(sch, "type")), "multistep");
+    ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(sch, "milestones"), 1)), 7);
+    ck_assert(json_real_value(json_object_get(sch, "gamma")) == 0.5);
+    ck_assert(json_real_value(json_object_get(t, "warmup_epochs")) == 0.5);
+    ck_assert(json_real_value(json_object_get(t, "warmup_start")) == 0.1);
+    ck_assert(json_real_value(json_object_get(t, "l1")) == 1e-5);
+    ck_assert(json_real_value(json_object_get(t, "l2")) == 5e-4);
+    ck_assert(json_real_value(json_object_get(t, "clip_norm")) == 2);
+    ck_assert(json_is_false(json_object_get(t, "regularize_biases")));
+    ck_assert_str_eq(json_string_value(json_object_get(t, "normalize")), "given");
+    ck_assert(json_real_value(json_array_get(json_object_get(t, "mean"), 2)) == 0.3);
+    ck_assert(json_real_value(json_array_get(json_object_get(t, "std"), 2)) == 0.25);
+    ck_assert(json_real_value(json_object_get(t, "validation")) == 0.1);
+    json_t *aug = json_object_get(t, "augment");
+    ck_assert_int_eq(json_array_size(aug), 3);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(aug, 0), "type")), "hflip");
+    ck_assert(json_real_value(json_object_get(json_array_get(aug, 0), "p")) == 0.5);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(aug, 1), "padding")), 2);
+    ck_assert(json_is_real(json_object_get(json_array_get(aug, 1), "fill")));
+    ck_assert(json_real_value(json_object_get(json_array_get(aug, 2), "fill")) == 0.5);
+    ck_assert_int_eq(json_integer_value(json_object_get(t, "batch")), 64);
+    cnnc_unit_free(&u);
+}
+END_TEST
+
 /* ---- robustness -------------------------------------------------------------------------- */
 
 START_TEST(test_mutations_never_crash)
@@ -473,6 +531,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_lenet5_shapes);
     tcase_add_test(tc, test_padding_and_defaults);
     tcase_add_test(tc, test_unused_layer_warning);
+    tcase_add_test(tc, test_train_block_json);
     tcase_add_loop_test(tc, test_mutations_never_crash, 0, 5);
     tcase_add_test(tc, test_cli_exit_codes);
     tcase_add_test(tc, test_cli_emit_kinds);
