@@ -25,7 +25,7 @@ TEST_ENV    ?=
 
 # Packages: the build, the tests, the demo, the benchmark.
 DEPS_BUILD = gcc make flex bison llvm-19-dev check pkg-config zlib1g-dev libjansson-dev
-DEPS_CHECK = $(DEPS_BUILD)
+DEPS_CHECK = $(DEPS_BUILD) python3-torch python3-numpy
 DEPS_DEMO  = $(DEPS_BUILD) dataset-fashion-mnist
 DEPS_BENCH = $(DEPS_DEMO) python3-torch python3-numpy
 

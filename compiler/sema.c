@@ -441,6 +441,14 @@ static void check_train_block(const ast_block *b, network *net, arena *a, diag *
     fill_defaults(train_keys, obj);
     check_train_consistency(obj, b, seen, d);
     net->mean_loc = key_loc("mean", b, seen);
+    /* Optional settings left unset are absent for the runtime, not null. */
+    const char *key;
+    json_t *value;
+    void *tmp;
+    json_object_foreach_safe(obj, tmp, key, value) {
+        if (json_is_null(value))
+            json_object_del(obj, key);
+    }
     json_decref(net->train);
     net->train = obj;
     net->batch = opt_int(obj, "batch");
@@ -675,7 +683,7 @@ network *sema_network(const ast_file *f, arena *a, diag *d)
     check_network_block(netblock, net, a, d, &def_init, &def_bias);
     check_endpoints(net, netblock, d, errors_before);
     const json_t *mean = json_object_get(net->train, "mean");
-    if (net->input >= 0 && json_is_array(mean) &&
+    if (net->input >= 0 && mean &&
         (int)json_array_size(mean) != net->layers[net->input].attr.chw[0])
         src_error(d, net->mean_loc, "mean and std need one value per input channel: %d, not %zu",
                   net->layers[net->input].attr.chw[0], json_array_size(mean));

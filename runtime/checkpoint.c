@@ -90,27 +90,107 @@ static void floats_from_le(float *x, int64_t n)
 
 /* ---- saving --------------------------------------------------------------- */
 
-/* The JSON header for m, padded with spaces to a multiple of 8; malloc'd.
- * NULL when out of memory or when a name is not valid UTF-8 (jansson
- * refuses it): a header silently missing a tensor would be worse. */
-static char *build_header(const cnn_model_desc *m, size_t *len)
+/* A tensor of a checkpoint: a parameter, or one optimizer state array of
+ * a parameter ("optimizer.exp_avg.conv1.weight"), with the parameter's
+ * shape. */
+typedef struct ck_entry {
+    char *name;               /* malloc'd */
+    const cnn_param_desc *p;  /* shape and offset */
+    float *data;              /* p->size floats */
+} ck_entry;
+
+static void free_entries(ck_entry *e, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(e[i].name);
+    free(e);
+}
+
+/* The tensors of a checkpoint of m: every parameter (data in params), then,
+ * with opt, each state array of each trainable parameter, named after opt's
+ * state and with its data in state[s] (state may be NULL: opt's own arrays).
+ * *n receives the count; NULL when out of memory. */
+static ck_entry *collect_entries(const cnn_model_desc *m, const float *params,
+                                 cnn_optimizer *opt, float *const *state, int *n)
+{
+    int nstate = opt ? cnn_optimizer_state_count(opt) : 0;
+    ck_entry *e = calloc((size_t)m->n_params * (size_t)(1 + nstate) + 1, sizeof *e);
+    if (!e)
+        return NULL;
+    int k = 0;
+    for (int32_t i = 0; i < m->n_params; i++) {
+        e[k].name = strdup(m->params[i].name);
+        e[k].p = &m->params[i];
+        e[k].data = (float *)params + m->params[i].offset;
+        if (!e[k++].name)
+            goto oom;
+    }
+    for (int s = 0; s < nstate; s++)
+        for (int32_t i = 0; i < m->n_params; i++) {
+            const cnn_param_desc *p = &m->params[i];
+            if (!(p->flags & CNN_PARAM_TRAINABLE))
+                continue;
+            const char *sname = cnn_optimizer_state_name(opt, s);
+            size_t len = strlen(sname) + strlen(p->name) + 16;
+            e[k].name = malloc(len);
+            if (!e[k].name)
+                goto oom;
+            snprintf(e[k].name, len, "optimizer.%s.%s", sname, p->name);
+            e[k].p = p;
+            e[k++].data = (state ? state[s] : cnn_optimizer_state(opt, s)) + p->offset;
+        }
+    *n = k;
+    return e;
+oom:
+    free_entries(e, k + 1);
+    return NULL;
+}
+
+/* The __metadata__ object: network, architecture, ABI and, with a training
+ * state, the counters and the optimizer needed to resume. */
+static json_t *build_metadata(const cnn_model_desc *m, const cnn_optimizer *opt,
+                              const cnn_train_state *st)
 {
     char hash[17], abi[16];
     snprintf(hash, sizeof hash, "%016llx", (unsigned long long)m->arch_hash);
     snprintf(abi, sizeof abi, "%d", CNN_ABI_VERSION);
+    json_t *meta = json_pack("{s:s, s:s, s:s, s:s}", "format", "cnnc", "network", m->name,
+                             "arch_hash", hash, "abi", abi);
+    if (meta && st) {
+        char buf[4][32];
+        snprintf(buf[0], sizeof buf[0], "%llu", (unsigned long long)st->step);
+        snprintf(buf[1], sizeof buf[1], "%lld", (long long)st->epoch);
+        snprintf(buf[2], sizeof buf[2], "%lld", (long long)st->batch_in_epoch);
+        snprintf(buf[3], sizeof buf[3], "%llu", (unsigned long long)st->seed);
+        json_object_set_new(meta, "step", json_string(buf[0]));
+        json_object_set_new(meta, "epoch", json_string(buf[1]));
+        json_object_set_new(meta, "batch_in_epoch", json_string(buf[2]));
+        json_object_set_new(meta, "seed", json_string(buf[3]));
+    }
+    if (meta && opt) {
+        char steps[32];
+        snprintf(steps, sizeof steps, "%llu", (unsigned long long)cnn_optimizer_steps(opt));
+        json_object_set_new(meta, "optimizer", json_string(cnn_optim_name(cnn_optimizer_type(opt))));
+        json_object_set_new(meta, "optimizer_steps", json_string(steps));
+    }
+    return meta;
+}
+
+/* The JSON header for the entries, padded with spaces to a multiple of 8;
+ * malloc'd.  NULL when out of memory or when a name is not valid UTF-8
+ * (jansson refuses it): a header silently missing a tensor would be worse. */
+static char *build_header(const ck_entry *e, int n, json_t *meta, size_t *len)
+{
     json_t *root = json_object();
-    int bad = !root || json_object_set_new(root, "__metadata__",
-                                           json_pack("{s:s, s:s, s:s, s:s}", "format", "cnnc",
-                                                     "network", m->name, "arch_hash", hash,
-                                                     "abi", abi)) != 0;
+    int bad = !root || !meta || json_object_set_new(root, "__metadata__", meta) != 0;
     int64_t offset = 0;
-    for (int32_t i = 0; i < m->n_params && !bad; i++) {
-        const cnn_param_desc *p = &m->params[i];
+    for (int i = 0; i < n && !bad; i++) {
+        const cnn_param_desc *p = e[i].p;
         json_t *shape = json_array();
         for (int d = 0; d < p->ndim; d++)
             bad |= json_array_append_new(shape, json_integer(p->shape[d])) != 0;
         int64_t end = offset + p->size * 4;
-        bad |= json_object_set_new(root, p->name,
+        bad |= json_object_set_new(root, e[i].name,
                                    json_pack("{s:s, s:o, s:[I, I]}", "dtype", "F32", "shape",
                                              shape, "data_offsets", (json_int_t)offset,
                                              (json_int_t)end)) != 0;
@@ -120,29 +200,29 @@ static char *build_header(const cnn_model_desc *m, size_t *len)
     json_decref(root);
     if (!text)
         return NULL;
-    size_t n = strlen(text), padded = (n + 7) / 8 * 8;
+    size_t used = strlen(text), padded = (used + 7) / 8 * 8;
     char *out = realloc(text, padded + 1);
     if (!out) {
         free(text);
         return NULL;
     }
-    memset(out + n, ' ', padded - n);
+    memset(out + used, ' ', padded - used);
     out[padded] = '\0';
     *len = padded;
     return out;
 }
 
 /* Write the whole file to f; 0 or -1 (errno set). */
-static int write_checkpoint(FILE *f, const cnn_model_desc *m, const float *params,
-                            const char *header, size_t header_len)
+static int write_checkpoint(FILE *f, const ck_entry *e, int n, const char *header,
+                            size_t header_len)
 {
     uint8_t len[8];
     for (int i = 0; i < 8; i++)
         len[i] = (uint8_t)((uint64_t)header_len >> (8 * i));
     if (fwrite(len, 1, 8, f) != 8 || fwrite(header, 1, header_len, f) != header_len)
         return -1;
-    for (int32_t i = 0; i < m->n_params; i++)
-        if (write_floats(f, params + m->params[i].offset, m->params[i].size) < 0)
+    for (int i = 0; i < n; i++)
+        if (write_floats(f, e[i].data, e[i].p->size) < 0)
             return -1;
     return 0;
 }
@@ -185,29 +265,43 @@ static void sync_parent_dir(const char *path)
 int cnn_checkpoint_save(const char *path, const cnn_model_desc *m, const float *params,
                         cnn_error *err)
 {
+    return cnn_checkpoint_save_state(path, m, params, NULL, NULL, err);
+}
+
+int cnn_checkpoint_save_state(const char *path, const cnn_model_desc *m, const float *params,
+                              cnn_optimizer *opt, const cnn_train_state *st, cnn_error *err)
+{
     cnn_error inner;
     if (cnn_model_check(m, &inner) < 0)
         return cnn_fail(err, "%s: cannot save: %s", path, inner.msg);
     size_t header_len = 0;
-    char *header = build_header(m, &header_len);
+    int n = 0;
+    ck_entry *entries = collect_entries(m, params, opt, NULL, &n);
+    char *header = entries ? build_header(entries, n, build_metadata(m, opt, st), &header_len)
+                           : NULL;
     char tmp[4096];
-    if (!header)
+    if (!header) {
+        free_entries(entries, n);
         return cnn_fail(err, "%s: cannot build the checkpoint header (out of memory, or a "
                         "parameter name that is not UTF-8)", path);
+    }
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
         free(header);
+        free_entries(entries, n);
         return cnn_fail(err, "%s: path too long", path);
     }
     FILE *f = create_temp(tmp);
     if (!f) {
         int e = errno;
         free(header);
+        free_entries(entries, n);
         return cnn_fail(err, "%s: cannot create temporary file %s: %s", path, tmp,
                         strerror(e));
     }
     const char *step = "write";
-    int rc = write_checkpoint(f, m, params, header, header_len);
+    int rc = write_checkpoint(f, entries, n, header, header_len);
     free(header);
+    free_entries(entries, n);
     if (rc == 0 && (step = "flush", fflush(f) != 0))
         rc = -1;
     if (rc == 0 && (step = "fsync", fsync(fileno(f)) != 0))
@@ -397,19 +491,19 @@ static void format_shape(char *buf, size_t size, const int64_t *dims, size_t n)
         snprintf(buf + used, size - used, "]");
 }
 
-/* Parameter p is in the header as F32 with p's shape. */
+/* Tensor `name` is in the header as F32 with p's shape. */
 static int check_param_entry(const char *path, const json_t *root, const cnn_model_desc *m,
-                             const cnn_param_desc *p, cnn_error *err)
+                             const char *name, const cnn_param_desc *p, cnn_error *err)
 {
     char note[256], want[96], have[96];
     foreign_note(root, m, note, sizeof note);
-    const json_t *t = json_object_get(root, p->name);
+    const json_t *t = json_object_get(root, name);
     if (!t)
-        return cnn_fail(err, "%s: tensor %s is missing%s", path, p->name, note);
+        return cnn_fail(err, "%s: tensor %s is missing%s", path, name, note);
     const char *dtype = json_string_value(json_object_get(t, "dtype"));
     if (strcmp(dtype, "F32") != 0)
-        return cnn_fail(err, "%s: tensor %s has dtype %s, expected F32%s", path, p->name,
-                        dtype, note);
+        return cnn_fail(err, "%s: tensor %s has dtype %s, expected F32%s", path, name, dtype,
+                        note);
     const json_t *shape = json_object_get(t, "shape");
     int64_t dims[8];
     size_t n = json_array_size(shape);
@@ -421,29 +515,88 @@ static int check_param_entry(const char *path, const json_t *root, const cnn_mod
     if (!same) {
         format_shape(want, sizeof want, p->shape, (size_t)p->ndim);
         format_shape(have, sizeof have, dims, n < 8 ? n : 8);
-        return cnn_fail(err, "%s: tensor %s has shape %s%s, network %s needs %s%s", path,
-                        p->name, have, n > 8 ? "..." : "", m->name, want, note);
+        return cnn_fail(err, "%s: tensor %s has shape %s%s, network %s needs %s%s", path, name,
+                        have, n > 8 ? "..." : "", m->name, want, note);
     }
     return 0;
 }
 
-/* Read every parameter of m into scratch (param_floats floats). */
-static int read_params(int fd, const char *path, int64_t data_start, const json_t *root,
-                       const cnn_model_desc *m, float *scratch, cnn_error *err)
+/* Read the entries' tensors into their data pointers: every entry is
+ * checked before anything is read. */
+static int read_entries(int fd, const char *path, int64_t data_start, const json_t *root,
+                        const cnn_model_desc *m, const ck_entry *e, int n, cnn_error *err)
 {
-    for (int32_t i = 0; i < m->n_params; i++) {
-        const cnn_param_desc *p = &m->params[i];
-        if (check_param_entry(path, root, m, p, err) < 0)
+    for (int i = 0; i < n; i++)
+        if (check_param_entry(path, root, m, e[i].name, e[i].p, err) < 0)
+            return -1;
+    for (int i = 0; i < n; i++) {
+        const json_t *offs = json_object_get(json_object_get(root, e[i].name), "data_offsets");
+        int64_t begin = json_integer_value(json_array_get(offs, 0));
+        if (read_at(fd, e[i].data, e[i].p->size * 4, data_start + begin) < 0)
+            return cnn_fail(err, "%s: tensor %s: read error: %s", path, e[i].name,
+                            errno ? strerror(errno) : "unexpected end of file");
+        floats_from_le(e[i].data, e[i].p->size);
+    }
+    return 0;
+}
+
+/* A metadata counter written as a decimal string. */
+static int meta_count(const char *path, const json_t *meta, const char *key, uint64_t *out,
+                      cnn_error *err)
+{
+    const char *v = json_string_value(json_object_get(meta, key));
+    char *end;
+    if (!v || *v < '0' || *v > '9')
+        return cnn_fail(err, "%s: no training state (metadata \"%s\" missing): it holds "
+                        "weights only; start from them with --load instead", path, key);
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || *end)
+        return cnn_fail(err, "%s: bad metadata \"%s\": \"%s\"", path, key, v);
+    *out = x;
+    return 0;
+}
+
+/* With opt: the optimizer state must be in the file, for the same kind of
+ * optimizer.  With st: the counters. */
+static int check_state_meta(const char *path, const json_t *root, const cnn_model_desc *m,
+                            cnn_optimizer *opt, cnn_train_state *st, uint64_t *opt_steps,
+                            cnn_error *err)
+{
+    const json_t *meta = json_object_get(root, "__metadata__");
+    const char *hash = json_string_value(json_object_get(meta, "arch_hash"));
+    char ours[17];
+    snprintf(ours, sizeof ours, "%016llx", (unsigned long long)m->arch_hash);
+    if (hash && strcmp(hash, ours) != 0)
+        return cnn_fail(err, "%s: written by a different network (%s, arch %s; this is %s, "
+                        "arch %s): cannot resume from it", path,
+                        json_string_value(json_object_get(meta, "network"))
+                            ? json_string_value(json_object_get(meta, "network"))
+                            : "?",
+                        hash, m->name, ours);
+    if (opt) {
+        const char *name = json_string_value(json_object_get(meta, "optimizer"));
+        const char *want = cnn_optim_name(cnn_optimizer_type(opt));
+        if (!name)
+            return cnn_fail(err, "%s: no optimizer state: it holds weights only; start from "
+                            "them with --load instead", path);
+        if (strcmp(name, want) != 0)
+            return cnn_fail(err, "%s: its optimizer state is %s's, this run uses %s", path,
+                            name, want);
+        if (meta_count(path, meta, "optimizer_steps", opt_steps, err) < 0)
             return -1;
     }
-    for (int32_t i = 0; i < m->n_params; i++) {
-        const cnn_param_desc *p = &m->params[i];
-        const json_t *offs = json_object_get(json_object_get(root, p->name), "data_offsets");
-        int64_t begin = json_integer_value(json_array_get(offs, 0));
-        if (read_at(fd, scratch + p->offset, p->size * 4, data_start + begin) < 0)
-            return cnn_fail(err, "%s: tensor %s: read error: %s", path, p->name,
-                            errno ? strerror(errno) : "unexpected end of file");
-        floats_from_le(scratch + p->offset, p->size);
+    if (st) {
+        uint64_t v[4];
+        if (meta_count(path, meta, "step", &v[0], err) < 0 ||
+            meta_count(path, meta, "epoch", &v[1], err) < 0 ||
+            meta_count(path, meta, "batch_in_epoch", &v[2], err) < 0 ||
+            meta_count(path, meta, "seed", &v[3], err) < 0)
+            return -1;
+        st->step = v[0];
+        st->epoch = (int64_t)v[1];
+        st->batch_in_epoch = (int64_t)v[2];
+        st->seed = v[3];
     }
     return 0;
 }
@@ -494,33 +647,65 @@ static int read_header(int fd, const char *path, int64_t file_size, json_t **roo
 int cnn_checkpoint_load(const char *path, const cnn_model_desc *m, float *params,
                         cnn_error *err)
 {
+    return cnn_checkpoint_load_state(path, m, params, NULL, NULL, err);
+}
+
+/* Everything is read into scratch copies first and copied out only when the
+ * whole file checked out, so a failed load changes nothing. */
+int cnn_checkpoint_load_state(const char *path, const cnn_model_desc *m, float *params,
+                              cnn_optimizer *opt, cnn_train_state *st, cnn_error *err)
+{
     cnn_error inner;
     if (cnn_model_check(m, &inner) < 0)
         return cnn_fail(err, "%s: cannot load: %s", path, inner.msg);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return cnn_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
+    struct stat sb;
     json_t *root = NULL;
-    float *scratch = NULL;
+    int nstate = opt ? cnn_optimizer_state_count(opt) : 0;
+    size_t floats = (size_t)(m->param_floats > 0 ? m->param_floats : 1);
+    float *scratch = calloc(floats * (size_t)(1 + nstate), sizeof(float));
+    float *params_copy = scratch;
+    ck_entry *entries = NULL;
+    int n = 0, rc = -1;
     int64_t data_start = 0;
-    int rc = -1;
-    if (fstat(fd, &st) != 0) {
+    uint64_t opt_steps = 0;
+    cnn_train_state state = {0};
+    if (fstat(fd, &sb) != 0) {
         cnn_fail(err, "%s: cannot stat: %s", path, strerror(errno));
-    } else if (!S_ISREG(st.st_mode)) {
+    } else if (!S_ISREG(sb.st_mode)) {
         cnn_fail(err, "%s: not a regular file", path);
-    } else if (read_header(fd, path, st.st_size, &root, &data_start, err) == 0 &&
-               check_entries(path, root, st.st_size - data_start, err) == 0) {
-        scratch = malloc((size_t)(m->param_floats > 0 ? m->param_floats : 1) * sizeof(float));
-        if (!scratch)
+    } else if (!scratch) {
+        cnn_fail(err, "%s: out of memory", path);
+    } else if (read_header(fd, path, sb.st_size, &root, &data_start, err) == 0 &&
+               check_entries(path, root, sb.st_size - data_start, err) == 0) {
+        /* Entries that read into the scratch arrays: parameters first, then
+         * state array k at scratch + (1 + k) * floats. */
+        float *state[CNN_MAX_OPT_STATE];
+        for (int k = 0; k < nstate && k < CNN_MAX_OPT_STATE; k++)
+            state[k] = scratch + (size_t)(1 + k) * floats;
+        entries = collect_entries(m, params_copy, opt, state, &n);
+        if (!entries)
             cnn_fail(err, "%s: out of memory", path);
         else
-            rc = read_params(fd, path, data_start, root, m, scratch, err);
+            rc = read_entries(fd, path, data_start, root, m, entries, n, err);
     }
-    if (rc == 0)
+    if (rc == 0 && (opt || st))
+        rc = check_state_meta(path, root, m, opt, st ? &state : NULL, &opt_steps, err);
+    if (rc == 0) {
         for (int32_t i = 0; i < m->n_params; i++)
-            memcpy(params + m->params[i].offset, scratch + m->params[i].offset,
+            memcpy(params + m->params[i].offset, params_copy + m->params[i].offset,
                    (size_t)m->params[i].size * sizeof(float));
+        for (int k = 0; k < nstate; k++)
+            memcpy(cnn_optimizer_state(opt, k), scratch + (size_t)(1 + k) * floats,
+                   (size_t)m->param_floats * sizeof(float));
+        if (opt)
+            cnn_optimizer_set_steps(opt, opt_steps);
+        if (st)
+            *st = state;
+    }
+    free_entries(entries, n);
     free(scratch);
     json_decref(root);
     close(fd);

@@ -273,6 +273,9 @@ const char *cnn_optimizer_state_name(const cnn_optimizer *opt, int i);
 float *cnn_optimizer_state(cnn_optimizer *opt, int i);
 uint64_t cnn_optimizer_steps(const cnn_optimizer *opt);
 void cnn_optimizer_set_steps(cnn_optimizer *opt, uint64_t steps);
+/* The optimizer's enum cnn_optim_type. */
+int cnn_optimizer_type(const cnn_optimizer *opt);
+#define CNN_MAX_OPT_STATE 4 /* state arrays an optimizer may have */
 /* Check an optimizer configuration as create does, without allocating. */
 int cnn_optim_config_check(const cnn_optim_config *cfg, cnn_error *err);
 void cnn_optimizer_free(cnn_optimizer *opt);
@@ -384,6 +387,29 @@ void cnn_loader_free(cnn_loader *l);
  * on any failure the previous file at path is untouched. */
 int cnn_checkpoint_save(const char *path, const cnn_model_desc *m, const float *params,
                         cnn_error *err);
+/* Where a run stands, saved with its checkpoints so it can resume exactly.
+ * Everything random in a run is derived from (seed, epoch, position), so
+ * the counters and the seed are the whole generator state. */
+typedef struct cnn_train_state {
+    uint64_t step;          /* train steps done, whole run */
+    int64_t epoch;          /* the epoch in progress (0-based) */
+    int64_t batch_in_epoch; /* batches of it already done */
+    uint64_t seed;          /* the run's seed */
+} cnn_train_state;
+
+/* cnn_checkpoint_save plus, with opt, its state arrays as tensors named
+ * "optimizer.<state>.<param>" (e.g. "optimizer.exp_avg.conv1.weight") and
+ * its type and step count, and with st the training counters, in the
+ * metadata.  Same atomic write. */
+int cnn_checkpoint_save_state(const char *path, const cnn_model_desc *m, const float *params,
+                              cnn_optimizer *opt, const cnn_train_state *st, cnn_error *err);
+/* Load parameters and, with opt / st, the optimizer state (the same kind of
+ * optimizer) and the counters, all of which must be present.  A checkpoint
+ * whose metadata names another architecture is refused when resuming (opt
+ * or st given).  Nothing changes unless everything loads. */
+int cnn_checkpoint_load_state(const char *path, const cnn_model_desc *m, float *params,
+                              cnn_optimizer *opt, cnn_train_state *st, cnn_error *err);
+
 /* Read a safetensors file into params.  Every parameter of m must be present
  * with its exact shape and dtype F32; a missing, misshapen or truncated tensor
  * is an error naming the file and the tensor.  Extra tensors are ignored. */
@@ -396,6 +422,17 @@ int cnn_checkpoint_load(const char *path, const cnn_model_desc *m, float *params
  * the runtime from forward()'s logits) and accuracy in [0, 1]. */
 int cnn_evaluate(cnn_ctx *ctx, const cnn_dataset *ds, double *loss, double *accuracy,
                  cnn_error *err);
+
+/* The same over one epoch of a loader (made without shuffling or
+ * augmentation); with logits non-NULL, also stores the logits of every
+ * example in loader order ([count, classes] floats). */
+int cnn_evaluate_loader(cnn_ctx *ctx, cnn_loader *l, double *loss, double *accuracy,
+                        float *logits, cnn_error *err);
+
+/* Write a 2-D float32 array [rows, cols] as a NumPy .npy file (format 1.0,
+ * little-endian '<f4', C order), atomically like checkpoints. */
+int cnn_npy_write(const char *path, const float *data, int64_t rows, int64_t cols,
+                  cnn_error *err);
 
 /* The main() of a training executable built by `cnnc --emit exe`.  Returns
  * the process exit status: 0 success, 1 user error (bad data, checkpoint),

@@ -69,8 +69,8 @@ int cnn_dataset_load_dir(const char *dir, const char *split, cnn_dataset *ds, cn
 
 #define CIFAR_TRAIN_FILES 5
 
-/* Collect the CIFAR-10 files of a split that exist in dir into paths
- * (CIFAR_TRAIN_FILES buffers of `size`); returns how many. */
+/* Put the paths of the CIFAR-10 files of a split that exist in dir into
+ * paths, in order; returns how many. */
 static int find_cifar_files(const char *dir, int test, char paths[][4096])
 {
     int n = 0;
@@ -203,12 +203,12 @@ int cnn_dataset_split(cnn_dataset *ds, double fraction, uint64_t seed, cnn_datas
     free(held);
     ds->count = nt;
     val->count = nv;
-    float *images = realloc(ds->images, (size_t)nt * example * sizeof *images);
-    int32_t *labels = realloc(ds->labels, (size_t)nt * sizeof *labels);
-    if (images) /* a shrink that fails keeps the larger block, which is fine */
-        ds->images = images;
-    if (labels)
-        ds->labels = labels;
+    if (example > 0) { /* give the held-out part back; a failed shrink keeps the block */
+        float *images = realloc(ds->images, (size_t)nt * example * sizeof *images);
+        int32_t *labels = realloc(ds->labels, (size_t)nt * sizeof *labels);
+        ds->images = images ? images : ds->images;
+        ds->labels = labels ? labels : ds->labels;
+    }
     return 0;
 }
 

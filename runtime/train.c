@@ -2,258 +2,72 @@
  * train.c — cnn_train_main, the main() of a training executable.
  *
  * `cnnc net.cnn --emit exe` links a generated main that only calls
- * cnn_train_main(argc, argv, &cnn_model).  The run is:
+ * cnn_train_main(argc, argv, &cnn_model).  The run:
  *
- *   options → train config (+ overrides) → context → initial or loaded
- *   parameters → [--steps 0: save and stop] → train and test splits →
- *   per epoch: shuffled batches through train_step + optimizer, a progress
- *   line, then evaluation on the test split and one summary line → save.
+ *   options (train_args.c) → train config + overrides → context, optimizer
+ *   → weights: --resume (weights, optimizer state, counters), --load
+ *     (weights) or the initializers → [--steps 0: save and stop]
+ *   → data: train and test splits, validation split, normalization,
+ *     loaders (augmentation, background thread) → [--eval: evaluate, stop]
+ *   → epochs of steps: learning rate from the schedule, train_step,
+ *     optimizer update, progress, periodic checkpoints; at each epoch's end
+ *     evaluation on the validation and test splits, a summary line and a
+ *     metrics row → final checkpoint (--save), predictions (--predict).
  *
- * Options are parsed by hand from one table (no getopt: this function may
- * run several times in one process, as in tests, and everything it prints
- * goes through cnn_log).  Exit statuses are the CNN_EXIT_* of cnnrt.h:
- * usage errors print the message and a usage line; user errors (data,
- * checkpoint) print one "error: <file>: <problem>" line.  A loss that is
- * NaN or infinite stops training at once with the step named, and the
- * diverged weights are not saved.  Ctrl-C stops after the current step,
- * saves if --save was given, and exits with 130; a second Ctrl-C kills.
+ * Exactness of resume.  Everything random is derived from (seed, epoch,
+ * position): the shuffle of an epoch, each example's augmentation, the
+ * initial weights; the learning rate is a function of (epoch, step).  So a
+ * checkpoint holding the weights, the optimizer's state and step count, and
+ * the counters (step, epoch, batch within the epoch, seed) is the whole
+ * state of a run, and a resumed run computes bit for bit what the
+ * uninterrupted one would have.
  *
- * Seeds: one seed (the config's, or --seed) drives everything random:
- * parameter initialization (a stream per parameter name), the shuffle (a
- * stream per epoch) and ctx->seed for randomness inside the model.
+ * Failures.  Usage errors print the message and the usage line (exit 2);
+ * bad data or checkpoints one "error: <file>: <problem>" line (exit 1).  A
+ * loss that is NaN or infinite stops training at once, naming the step;
+ * nothing is saved over the last good checkpoint (exit 3).  Ctrl-C stops
+ * after the current step and writes a checkpoint to resume from (exit 130);
+ * a second Ctrl-C kills.
  */
-#include "cnnrt.h"
+#include "train_internal.h"
 
-#include <errno.h>
 #include <math.h>
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
 #define PROGRESS_INTERVAL 0.1 /* seconds between progress updates */
-#define MAX_THREADS 4096
-
-/* ---- options -------------------------------------------------------------- */
-
-typedef struct opt_count { int given; int64_t value; } opt_count;
-typedef struct opt_seed { int given; uint64_t value; } opt_seed;
-typedef struct opt_real { int given; double value; } opt_real;
-
-typedef struct train_opts {
-    const char *data;  /* --data DIR */
-    opt_count epochs;  /* --epochs N */
-    opt_count steps;   /* --steps N: total train steps of this run */
-    opt_seed seed;     /* --seed N */
-    int no_shuffle;    /* --no-shuffle */
-    const char *load;  /* --load FILE */
-    const char *save;  /* --save FILE */
-    opt_count threads; /* --threads N, 0 = all cores */
-    opt_real lr;       /* --lr X */
-    int quiet;         /* --quiet: errors and warnings only */
-    int help;          /* --help */
-} train_opts;
-
-enum arg_kind { ARG_FLAG, ARG_PATH, ARG_COUNT, ARG_SEED, ARG_REAL };
-
-static const struct option_def {
-    const char *name;   /* without the leading "--" */
-    enum arg_kind kind;
-    size_t field;       /* offsetof the field in train_opts */
-    int64_t max;        /* ARG_COUNT: largest value */
-    const char *meta;   /* the value's name in the help */
-    const char *help;
-} option_defs[] = {
-    {"data", ARG_PATH, offsetof(train_opts, data), 0, "DIR",
-     "MNIST-style directory with train-* and t10k-* IDX files (default "
-     DEFAULT_DATA_DIR ")"},
-    {"epochs", ARG_COUNT, offsetof(train_opts, epochs), INT32_MAX, "N",
-     "epochs to train (default: the network's train block; 0 = evaluate only)"},
-    {"steps", ARG_COUNT, offsetof(train_opts, steps), INT64_MAX, "N",
-     "stop after N train steps in total (without --epochs: as many epochs as needed); "
-     "--steps 0 --save F writes the initial weights"},
-    {"seed", ARG_SEED, offsetof(train_opts, seed), 0, "N",
-     "seed for initialization, shuffling and in-model randomness"},
-    {"no-shuffle", ARG_FLAG, offsetof(train_opts, no_shuffle), 0, NULL,
-     "visit the training examples in file order"},
-    {"load", ARG_PATH, offsetof(train_opts, load), 0, "FILE",
-     "start from this safetensors checkpoint instead of initializing"},
-    {"save", ARG_PATH, offsetof(train_opts, save), 0, "FILE",
-     "write the trained weights to this safetensors file"},
-    {"threads", ARG_COUNT, offsetof(train_opts, threads), MAX_THREADS, "N",
-     "worker threads, 0 = all cores (this version runs serially)"},
-    {"lr", ARG_REAL, offsetof(train_opts, lr), 0, "X", "learning rate (overrides the network's)"},
-    {"quiet", ARG_FLAG, offsetof(train_opts, quiet), 0, NULL, "print only errors and warnings"},
-    {"help", ARG_FLAG, offsetof(train_opts, help), 0, NULL, "show this help"},
-};
-
-#define N_OPTIONS (sizeof option_defs / sizeof option_defs[0])
-
-static const char *program_name(int argc, char **argv)
-{
-    if (argc < 1 || !argv || !argv[0] || !*argv[0])
-        return "train";
-    const char *slash = strrchr(argv[0], '/');
-    return slash ? slash + 1 : argv[0];
-}
-
-static void log_usage(enum cnn_log_level level, const char *prog)
-{
-    char line[512];
-    size_t used = (size_t)snprintf(line, sizeof line, "usage: %s", prog);
-    for (size_t i = 0; i < N_OPTIONS && used < sizeof line; i++) {
-        const struct option_def *d = &option_defs[i];
-        used += (size_t)snprintf(line + used, sizeof line - used, " [--%s%s%s]", d->name,
-                                 d->meta ? " " : "", d->meta ? d->meta : "");
-    }
-    cnn_log(level, "%s", line);
-}
-
-static void log_help(const char *prog, const cnn_model_desc *m)
-{
-    cnn_log(CNN_LOG_INFO, "%s: train network %s on an MNIST-style data set", prog,
-            m && m->name ? m->name : "?");
-    log_usage(CNN_LOG_INFO, prog);
-    for (size_t i = 0; i < N_OPTIONS; i++) {
-        const struct option_def *d = &option_defs[i];
-        char head[64];
-        snprintf(head, sizeof head, "--%s%s%s", d->name, d->meta ? " " : "",
-                 d->meta ? d->meta : "");
-        cnn_log(CNN_LOG_INFO, "  %-16s %s", head, d->help);
-    }
-}
-
-/* Parse a decimal integer in [0, max]; no sign, no trailing text. */
-static int parse_count(const char *s, int64_t max, int64_t *out)
-{
-    char *end;
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* Store value into o according to d; 0 or -1 with err set. */
-static int set_option(train_opts *o, const struct option_def *d, const char *value,
-                      cnn_error *err)
-{
-    char *field = (char *)o + d->field;
-    double real;
-    char *end;
-    switch (d->kind) {
-    case ARG_FLAG:
-        *(int *)field = 1;
-        return 0;
-    case ARG_PATH:
-        if (!*value)
-            return cnn_fail(err, "--%s: empty %s", d->name, d->meta);
-        *(const char **)field = value;
-        return 0;
-    case ARG_COUNT:
-        if (parse_count(value, d->max, &((opt_count *)field)->value) < 0)
-            return cnn_fail(err, "--%s: expected an integer from 0 to %lld, got '%s'", d->name,
-                            (long long)d->max, value);
-        ((opt_count *)field)->given = 1;
-        return 0;
-    case ARG_SEED:
-        if (parse_u64(value, &((opt_seed *)field)->value) < 0)
-            return cnn_fail(err, "--%s: expected an integer from 0 to 2^64-1, got '%s'",
-                            d->name, value);
-        ((opt_seed *)field)->given = 1;
-        return 0;
-    case ARG_REAL:
-        errno = 0;
-        real = strtod(value, &end);
-        if (errno || end == value || *end || !isfinite(real) || real <= 0)
-            return cnn_fail(err, "--%s: expected a positive number, got '%s'", d->name, value);
-        ((opt_real *)field)->value = real;
-        ((opt_real *)field)->given = 1;
-        return 0;
-    }
-    return cnn_fail(err, "--%s: internal error", d->name);
-}
-
-/* Parse argv into o: "--name value" and "--name=value"; 0 or -1. */
-static int parse_args(int argc, char **argv, train_opts *o, cnn_error *err)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "-h") == 0)
-            arg = "--help";
-        if (strncmp(arg, "--", 2) != 0)
-            return cnn_fail(err, "unexpected argument '%s'", arg);
-        const char *name = arg + 2, *eq = strchr(name, '=');
-        size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        const struct option_def *d = NULL;
-        for (size_t k = 0; k < N_OPTIONS && !d; k++)
-            if (strlen(option_defs[k].name) == len && strncmp(option_defs[k].name, name, len) == 0)
-                d = &option_defs[k];
-        if (!d)
-            return cnn_fail(err, "unknown option '%.*s'", (int)(len + 2), arg);
-        const char *value = NULL;
-        if (d->kind == ARG_FLAG && eq)
-            return cnn_fail(err, "--%s takes no value", d->name);
-        if (d->kind != ARG_FLAG) {
-            if (eq)
-                value = eq + 1;
-            else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
-                value = argv[++i];
-            else
-                return cnn_fail(err, "--%s needs a value (%s)", d->name, d->meta);
-        }
-        if (set_option(o, d, value, err) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* ---- the run -------------------------------------------------------------- */
 
 typedef struct trainer {
     const cnn_model_desc *m;
     const train_opts *o;
-    cnn_train_config cfg;  /* the network's, with overrides applied */
-    uint64_t seed;
-    int64_t epochs;        /* INT64_MAX: until --steps is reached */
+    cnn_train_config cfg;       /* the network's, with overrides applied */
+    double base_lr;
+    int64_t epochs;             /* of the whole run; INT64_MAX: until --steps */
     cnn_ctx *ctx;
     cnn_optimizer *opt;
-    cnn_dataset train, test;
-    cnn_batcher batches;
-    int64_t steps_done;    /* train steps of this run */
+    cnn_train_state state;      /* where the run stands */
+    cnn_dataset train, val, test;
+    cnn_data_config data;       /* normalization resolved to mean/std */
+    cnn_loader *train_loader, *val_loader, *test_loader;
+    const char *ckpt_path;      /* periodic and interrupt checkpoints */
+    char ckpt_default[512];
+    uint64_t good_ckpt_step;    /* step of the last checkpoint written, if any */
+    int good_ckpt;
+    FILE *metrics;
 } trainer;
 
-/* Outcome of an epoch. */
-enum { EPOCH_DONE, EPOCH_STEPS_REACHED, EPOCH_NONFINITE, EPOCH_INTERRUPTED };
-
-/* Running statistics of the current epoch. */
+/* Running statistics of the epoch in progress. */
 typedef struct epoch_stats {
-    double loss_sum;   /* sum of per-example losses */
-    int64_t seen;      /* examples trained on */
-    int64_t right;     /* of which argmax == label */
-    int64_t batches;
-    double start;      /* monotonic seconds */
+    double loss_sum;  /* sum of per-example losses */
+    int64_t seen;     /* examples trained on */
+    int64_t right;    /* of which argmax == label */
+    double start;     /* monotonic seconds */
     double last_shown;
 } epoch_stats;
+
+enum { EPOCH_DONE, EPOCH_STEPS_REACHED, EPOCH_NONFINITE, EPOCH_INTERRUPTED, EPOCH_FAILED };
 
 static volatile sig_atomic_t interrupted;
 
@@ -272,14 +86,21 @@ static double now_seconds(void)
 
 static void trainer_free(trainer *t)
 {
-    cnn_batcher_free(&t->batches);
+    cnn_loader_free(t->train_loader);
+    cnn_loader_free(t->val_loader);
+    cnn_loader_free(t->test_loader);
     cnn_dataset_free(&t->train);
+    cnn_dataset_free(&t->val);
     cnn_dataset_free(&t->test);
     cnn_optimizer_free(t->opt);
     cnn_ctx_free(t->ctx);
+    if (t->metrics)
+        fclose(t->metrics);
 }
 
-/* Config, overrides, context, initial parameters.  CNN_EXIT_*. */
+/* ---- set-up ---------------------------------------------------------------- */
+
+/* Config with overrides, context, optimizer.  CNN_EXIT_*. */
 static int setup(trainer *t, cnn_error *err)
 {
     const cnn_model_desc *m = t->m;
@@ -300,40 +121,113 @@ static int setup(trainer *t, cnn_error *err)
     }
     if (o->lr.given)
         t->cfg.optim.lr = o->lr.value;
-    t->seed = o->seed.given ? o->seed.value : t->cfg.seed;
+    t->base_lr = t->cfg.optim.lr;
+    t->state.seed = o->seed.given ? o->seed.value : t->cfg.seed;
     if (o->epochs.given)
         t->epochs = o->epochs.value;
     else
         t->epochs = o->steps.given ? INT64_MAX : t->cfg.epochs;
+    if (o->no_augment)
+        t->cfg.data.n_augment = 0;
     t->ctx = cnn_ctx_create(m, (int)o->threads.value, err);
     if (!t->ctx)
         return CNN_EXIT_USER;
-    t->ctx->seed = t->seed;
-    if (o->load)
-        return cnn_checkpoint_load(o->load, m, t->ctx->params, err) < 0 ? CNN_EXIT_USER
-                                                                         : CNN_EXIT_OK;
-    cnn_init_params(m, t->ctx->params, t->seed);
+    t->opt = cnn_optimizer_create(m, &t->cfg.optim, err);
+    if (!t->opt)
+        return CNN_EXIT_USER;
+    if (o->checkpoint)
+        t->ckpt_path = o->checkpoint;
+    else if (o->save)
+        t->ckpt_path = o->save;
+    else {
+        snprintf(t->ckpt_default, sizeof t->ckpt_default, "%s-checkpoint.safetensors", m->name);
+        t->ckpt_path = t->ckpt_default;
+    }
     return CNN_EXIT_OK;
 }
 
-/* Both splits, checked against the model; the optimizer and batcher. */
-static int prepare_training(trainer *t, cnn_error *err)
+/* Weights: resumed, loaded or initialized.  CNN_EXIT_*. */
+static int initial_weights(trainer *t, cnn_error *err)
+{
+    const train_opts *o = t->o;
+    if (o->resume) {
+        cnn_train_state st;
+        if (cnn_checkpoint_load_state(o->resume, t->m, t->ctx->params, t->opt, &st, err) < 0)
+            return CNN_EXIT_USER;
+        if (o->seed.given && o->seed.value != st.seed)
+            cnn_log(CNN_LOG_WARN, "warning: %s was trained with seed %llu; continuing with "
+                    "it, not --seed %llu", o->resume, (unsigned long long)st.seed,
+                    (unsigned long long)o->seed.value);
+        t->state = st;
+    } else if (o->load) {
+        if (cnn_checkpoint_load(o->load, t->m, t->ctx->params, err) < 0)
+            return CNN_EXIT_USER;
+    } else {
+        cnn_init_params(t->m, t->ctx->params, t->state.seed);
+    }
+    t->ctx->seed = t->state.seed;
+    t->ctx->step = t->state.step;
+    return CNN_EXIT_OK;
+}
+
+/* Train, validation and test splits, normalization, loaders. */
+static int prepare_data(trainer *t, int need_train, cnn_error *err)
 {
     const char *dir = t->o->data ? t->o->data : DEFAULT_DATA_DIR;
+    const cnn_model_desc *m = t->m;
     char train_what[4200], test_what[4200];
-    snprintf(train_what, sizeof train_what, "%s (train split)", dir);
-    snprintf(test_what, sizeof test_what, "%s (t10k split)", dir);
-    if (cnn_dataset_load_dir(dir, "train", &t->train, err) < 0 ||
-        cnn_dataset_load_dir(dir, "t10k", &t->test, err) < 0 ||
-        cnn_dataset_check(&t->train, t->m, train_what, err) < 0 ||
-        cnn_dataset_check(&t->test, t->m, test_what, err) < 0)
+    snprintf(train_what, sizeof train_what, "%s (training split)", dir);
+    snprintf(test_what, sizeof test_what, "%s (test split)", dir);
+    t->data = t->cfg.data;
+    if ((need_train || t->data.normalize == 2) &&
+        (cnn_data_load(dir, 0, &t->train, err) < 0 ||
+         cnn_dataset_check(&t->train, m, train_what, err) < 0))
         return -1;
-    t->opt = cnn_optimizer_create(t->m, &t->cfg.optim, err);
-    if (!t->opt)
+    if (cnn_data_load(dir, 1, &t->test, err) < 0 ||
+        cnn_dataset_check(&t->test, m, test_what, err) < 0)
         return -1;
-    return cnn_batcher_init(&t->batches, &t->train, t->m->batch, !t->o->no_shuffle, t->seed,
-                            err);
+    if (t->train.count > 0 && t->data.validation > 0 &&
+        cnn_dataset_split(&t->train, t->data.validation, t->state.seed, &t->val, err) < 0)
+        return -1;
+    if (t->data.normalize == 2) { /* auto: from the training examples */
+        cnn_dataset_stats(&t->train, t->data.mean, t->data.std);
+        t->data.channels = t->train.c;
+        t->data.normalize = 1;
+    }
+    int shuffle = !t->o->no_shuffle;
+    if (need_train &&
+        !(t->train_loader = cnn_loader_create(&t->train, m->batch, shuffle, 1, &t->data,
+                                              t->state.seed, 1, err)))
+        return -1;
+    if (t->val.count > 0 &&
+        !(t->val_loader = cnn_loader_create(&t->val, m->batch, 0, 0, &t->data, 0, 1, err)))
+        return -1;
+    t->test_loader = cnn_loader_create(&t->test, m->batch, 0, 0, &t->data, 0, 1, err);
+    return t->test_loader ? 0 : -1;
 }
+
+/* ---- checkpoints --------------------------------------------------------------- */
+
+static int write_checkpoint(trainer *t, const char *path, cnn_error *err)
+{
+    if (cnn_checkpoint_save_state(path, t->m, t->ctx->params, t->opt, &t->state, err) < 0)
+        return -1;
+    t->good_ckpt = 1;
+    t->good_ckpt_step = t->state.step;
+    return 0;
+}
+
+/* --checkpoint-every: is a checkpoint due now? */
+static int checkpoint_due(const trainer *t, int at_epoch_end)
+{
+    const opt_interval *every = &t->o->every;
+    if (!every->given || every->epochs != at_epoch_end)
+        return 0;
+    uint64_t count = at_epoch_end ? (uint64_t)t->state.epoch : t->state.step;
+    return count % (uint64_t)every->value == 0;
+}
+
+/* ---- one epoch ------------------------------------------------------------------- */
 
 static int argmax(const float *z, int n)
 {
@@ -344,116 +238,163 @@ static int argmax(const float *z, int n)
     return best;
 }
 
-/* "epoch 3/5", or "epoch 3" when training runs until --steps. */
-static void epoch_label(const trainer *t, int64_t epoch, char *buf, size_t size)
-{
-    if (t->epochs == INT64_MAX)
-        snprintf(buf, size, "epoch %lld", (long long)epoch + 1);
-    else
-        snprintf(buf, size, "epoch %lld/%lld", (long long)epoch + 1, (long long)t->epochs);
-}
-
-static void show_progress(const trainer *t, int64_t epoch, epoch_stats *s, int force)
+static void show_progress(const trainer *t, epoch_stats *s, int force)
 {
     double now = now_seconds();
-    if (t->o->quiet || (!force && now - s->last_shown < PROGRESS_INTERVAL))
+    if (t->o->quiet || s->seen == 0 || (!force && now - s->last_shown < PROGRESS_INTERVAL))
         return;
     s->last_shown = now;
-    int64_t per_epoch = (t->train.count + t->m->batch - 1) / t->m->batch;
-    double seconds = now - s->start;
-    char head[48];
-    epoch_label(t, epoch, head, sizeof head);
-    cnn_log(CNN_LOG_PROGRESS, "%s  step %lld/%lld  loss %.4f  acc %.2f%%  %.0f img/s", head,
-            (long long)s->batches, (long long)per_epoch,
-            s->loss_sum / (double)s->seen, 100.0 * (double)s->right / (double)s->seen,
-            seconds > 0 ? (double)s->seen / seconds : 0.0);
+    int64_t batches = cnn_loader_batches(t->train_loader);
+    double rate = now > s->start ? (double)s->seen / (now - s->start) : 0;
+    int64_t left = (batches - t->state.batch_in_epoch) * t->m->batch;
+    progress_show(t->state.epoch, t->epochs == INT64_MAX ? 0 : t->epochs,
+                  t->state.batch_in_epoch, batches, s->loss_sum / (double)s->seen,
+                  (double)s->right / (double)s->seen, rate, rate > 0 ? left / rate : -1);
 }
 
-/* One train step on the batch in t->batches; its loss, or NaN/Inf. */
-static float train_batch(trainer *t, int n, epoch_stats *s)
+/* One train step on (x, y): its loss, or NaN/Inf (then nothing is updated). */
+static float train_batch(trainer *t, const float *x, const int32_t *y, int n, epoch_stats *s)
 {
     const cnn_model_desc *m = t->m;
     cnn_ctx *ctx = t->ctx;
-    float loss = m->train_step(ctx, t->batches.x, t->batches.y, n);
+    int64_t per_epoch = cnn_loader_batches(t->train_loader);
+    int total = t->epochs == INT64_MAX ? t->cfg.epochs : (int)t->epochs;
+    double lr = cnn_schedule_lr(&t->cfg.schedule, t->base_lr, t->state.epoch,
+                                (int64_t)t->state.step, per_epoch, total);
+    cnn_optimizer_set_lr(t->opt, lr);
+    float loss = m->train_step(ctx, x, y, n);
     if (!isfinite(loss))
         return loss;
     cnn_optimizer_step(t->opt, ctx->params, ctx->grads);
     ctx->step++;
-    t->steps_done++;
+    t->state.step++;
+    t->state.batch_in_epoch++;
     const float *logits = (const float *)((const char *)ctx->arena + m->logits_offset);
     for (int i = 0; i < n; i++)
-        s->right += argmax(logits + (int64_t)i * m->classes, m->classes) == t->batches.y[i];
+        s->right += argmax(logits + (int64_t)i * m->classes, m->classes) == y[i];
     s->loss_sum += (double)loss * n;
     s->seen += n;
-    s->batches++;
     return loss;
 }
 
-/* Train one epoch; EPOCH_*.  err is set for EPOCH_NONFINITE. */
-static int train_epoch(trainer *t, int64_t epoch, epoch_stats *s, cnn_error *err)
+static void diverged(trainer *t, float loss, cnn_error *err)
+{
+    char saved[600];
+    if (t->good_ckpt)
+        snprintf(saved, sizeof saved, "the last good checkpoint is %s (step %llu)",
+                 t->ckpt_path, (unsigned long long)t->good_ckpt_step);
+    else
+        snprintf(saved, sizeof saved, "nothing was saved");
+    cnn_fail(err, "loss is %s at step %llu (epoch %lld, batch %lld): training diverged; try a "
+             "smaller learning rate than %g; %s", isnan(loss) ? "NaN" : "infinite",
+             (unsigned long long)t->state.step + 1, (long long)t->state.epoch + 1,
+             (long long)t->state.batch_in_epoch + 1, t->base_lr, saved);
+}
+
+/* Train the rest of the current epoch; EPOCH_*. */
+static int train_epoch(trainer *t, epoch_stats *s, cnn_error *err)
 {
     memset(s, 0, sizeof *s);
-    s->start = now_seconds();
-    s->last_shown = s->start;
-    cnn_batcher_epoch(&t->batches);
+    s->start = s->last_shown = now_seconds();
+    cnn_loader_epoch(t->train_loader, t->state.epoch, t->state.batch_in_epoch);
+    const float *x;
+    const int32_t *y;
     int n;
-    while ((n = cnn_batcher_next(&t->batches)) > 0) {
-        float loss = train_batch(t, n, s);
+    while ((n = cnn_loader_next(t->train_loader, &x, &y)) > 0) {
+        float loss = train_batch(t, x, y, n, s);
         if (!isfinite(loss)) {
-            cnn_fail(err, "loss is %s at step %llu (epoch %lld, batch %lld): training "
-                     "diverged; try a smaller learning rate than %g. Not saving.",
-                     isnan(loss) ? "NaN" : "infinite", (unsigned long long)t->ctx->step + 1,
-                     (long long)epoch + 1, (long long)s->batches + 1, t->cfg.optim.lr);
+            diverged(t, loss, err);
             return EPOCH_NONFINITE;
         }
-        show_progress(t, epoch, s, 0);
+        show_progress(t, s, 0);
+        if (checkpoint_due(t, 0) && write_checkpoint(t, t->ckpt_path, err) < 0)
+            return EPOCH_FAILED;
         if (interrupted)
             return EPOCH_INTERRUPTED;
-        if (t->o->steps.given && t->steps_done >= t->o->steps.value)
+        if (t->o->steps.given && (int64_t)t->state.step >= t->o->steps.value) {
+            show_progress(t, s, 1);
             return EPOCH_STEPS_REACHED;
+        }
     }
+    show_progress(t, s, 1);
     return EPOCH_DONE;
 }
 
-/* Evaluate on the test split and print the epoch's line. */
+/* Evaluate on the validation and test splits, print the epoch's line and
+ * its metrics row.  epoch is 0-based. */
 static int finish_epoch(trainer *t, int64_t epoch, epoch_stats *s, cnn_error *err)
 {
-    double loss, acc;
-    if (s->seen > 0)
-        show_progress(t, epoch, s, 1);
-    if (cnn_evaluate(t->ctx, &t->test, &loss, &acc, err) < 0)
+    metrics_row r = {epoch + 1, t->state.step, NAN, NAN, NAN, NAN, NAN, NAN, NAN, 0};
+    if (t->val_loader &&
+        cnn_evaluate_loader(t->ctx, t->val_loader, &r.val_loss, &r.val_acc, NULL, err) < 0)
         return -1;
+    if (cnn_evaluate_loader(t->ctx, t->test_loader, &r.test_loss, &r.test_acc, NULL, err) < 0)
+        return -1;
+    r.seconds = now_seconds() - s->start;
+    if (s->seen > 0) {
+        r.train_loss = s->loss_sum / (double)s->seen;
+        r.train_acc = (double)s->right / (double)s->seen;
+        int64_t per_epoch = t->train_loader ? cnn_loader_batches(t->train_loader) : 1;
+        int total = t->epochs == INT64_MAX ? t->cfg.epochs : (int)t->epochs;
+        r.lr = cnn_schedule_lr(&t->cfg.schedule, t->base_lr, epoch,
+                               (int64_t)t->state.step - 1, per_epoch, total);
+    }
+    if (t->metrics && metrics_write(t->metrics, &r) < 0)
+        return cnn_fail(err, "%s: cannot write metrics", t->o->log);
     if (t->o->quiet)
         return 0;
-    char head[48];
-    epoch_label(t, epoch, head, sizeof head);
+    char val[64] = "";
+    if (t->val_loader)
+        snprintf(val, sizeof val, "  val loss %.4f acc %.2f%%", r.val_loss, 100 * r.val_acc);
     if (s->seen == 0) {
-        cnn_log(CNN_LOG_INFO, "test loss %.4f acc %.2f%%", loss, 100 * acc);
+        cnn_log(CNN_LOG_INFO, "%s%stest loss %.4f acc %.2f%%", val + (val[0] ? 2 : 0),
+                val[0] ? "  " : "", r.test_loss, 100 * r.test_acc);
         return 0;
     }
-    cnn_log(CNN_LOG_INFO, "%s  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1f s",
-            head, s->loss_sum / (double)s->seen, 100.0 * (double)s->right / (double)s->seen,
-            loss, 100 * acc, now_seconds() - s->start);
+    char head[48];
+    if (t->epochs == INT64_MAX)
+        snprintf(head, sizeof head, "epoch %lld", (long long)epoch + 1);
+    else
+        snprintf(head, sizeof head, "epoch %lld/%lld", (long long)epoch + 1, (long long)t->epochs);
+    cnn_log(CNN_LOG_INFO, "%s  train loss %.4f acc %.2f%%%s  test loss %.4f acc %.2f%%  "
+            "lr %.3g  %.1f s", head, r.train_loss, 100 * r.train_acc, val, r.test_loss,
+            100 * r.test_acc, r.lr, r.seconds);
     return 0;
 }
 
-/* The epochs; CNN_EXIT_*. */
+/* ---- the run --------------------------------------------------------------------- */
+
+/* The epochs from where the state stands; CNN_EXIT_*. */
 static int train_loop(trainer *t, cnn_error *err)
 {
     epoch_stats s;
-    memset(&s, 0, sizeof s);
-    if (t->epochs == 0) /* evaluation only */
-        return finish_epoch(t, 0, &s, err) < 0 ? CNN_EXIT_USER : CNN_EXIT_OK;
-    for (int64_t e = 0; e < t->epochs; e++) {
-        int how = train_epoch(t, e, &s, err);
-        if (how == EPOCH_NONFINITE)
+    while (t->state.epoch < t->epochs) {
+        if (t->o->steps.given && (int64_t)t->state.step >= t->o->steps.value)
+            break;
+        int64_t epoch = t->state.epoch;
+        int how = train_epoch(t, &s, err);
+        switch (how) {
+        case EPOCH_NONFINITE:
             return CNN_EXIT_NONFINITE;
-        if (how == EPOCH_INTERRUPTED) {
-            cnn_log(CNN_LOG_WARN, "interrupted at step %llu (epoch %lld)",
-                    (unsigned long long)t->ctx->step, (long long)e + 1);
+        case EPOCH_FAILED:
+            return CNN_EXIT_USER;
+        case EPOCH_INTERRUPTED:
+            cnn_log(CNN_LOG_WARN, "interrupted at step %llu (epoch %lld); writing %s",
+                    (unsigned long long)t->state.step, (long long)epoch + 1, t->ckpt_path);
+            if (write_checkpoint(t, t->ckpt_path, err) < 0)
+                return CNN_EXIT_USER;
+            cnn_log(CNN_LOG_INFO, "resume with --resume %s", t->ckpt_path);
             return CNN_EXIT_INTERRUPTED;
+        default:
+            break;
         }
-        if (finish_epoch(t, e, &s, err) < 0)
+        if (how == EPOCH_DONE) {
+            t->state.epoch++;
+            t->state.batch_in_epoch = 0;
+        }
+        if (finish_epoch(t, epoch, &s, err) < 0)
+            return CNN_EXIT_USER;
+        if (how == EPOCH_DONE && checkpoint_due(t, 1) && write_checkpoint(t, t->ckpt_path, err) < 0)
             return CNN_EXIT_USER;
         if (how == EPOCH_STEPS_REACHED)
             break;
@@ -461,43 +402,119 @@ static int train_loop(trainer *t, cnn_error *err)
     return CNN_EXIT_OK;
 }
 
-static void log_start(const trainer *t)
+/* "sgd(lr 0.1, momentum 0.9, nesterov, weight_decay 0.0005)": the settings
+ * of the optimizer that differ from nothing, and the regularization. */
+static void describe_optimizer(const trainer *t, char *buf, size_t size)
 {
     const cnn_optim_config *c = &t->cfg.optim;
+    size_t n = (size_t)snprintf(buf, size, "%s(lr %g", cnn_optim_name(c->type), t->base_lr);
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        if (n < size)                                                                              \
+            n += (size_t)snprintf(buf + n, size - n, __VA_ARGS__);                                \
+    } while (0)
+    if (c->type == CNN_OPTIM_ADAM || c->type == CNN_OPTIM_ADAMW)
+        ADD(", betas %g %g, eps %g%s", c->beta1, c->beta2, c->eps, c->amsgrad ? ", amsgrad" : "");
+    if (c->type == CNN_OPTIM_RMSPROP)
+        ADD(", alpha %g, eps %g%s", c->alpha, c->eps, c->centered ? ", centered" : "");
+    if (c->momentum != 0)
+        ADD(", momentum %g%s", c->momentum, c->nesterov ? ", nesterov" : "");
+    if (c->dampening != 0)
+        ADD(", dampening %g", c->dampening);
+    if (c->weight_decay != 0)
+        ADD(", weight_decay %g", c->weight_decay);
+    ADD(")");
+    if (c->l1 != 0)
+        ADD(", l1 %g", c->l1);
+    if (c->l2 != 0)
+        ADD(", l2 %g", c->l2);
+    if (c->clip_norm != 0)
+        ADD(", clip_norm %g", c->clip_norm);
+#undef ADD
+}
+
+static void log_start(const trainer *t)
+{
     if (t->o->quiet)
         return;
+    char optimizer[256];
+    describe_optimizer(t, optimizer, sizeof optimizer);
     int64_t weights = 0;
     for (int32_t i = 0; i < t->m->n_params; i++)
         weights += t->m->params[i].size;
-    cnn_log(CNN_LOG_INFO,
-            "%s: %lld parameters, batch %d; %s lr %g momentum %g%s weight decay %g; seed %llu; "
-            "%lld train and %lld test images",
-            t->m->name, (long long)weights, (int)t->m->batch,
-            cnn_optim_name(c->type), c->lr, c->momentum, c->nesterov ? " (nesterov)" : "",
-            c->weight_decay, (unsigned long long)t->seed, (long long)t->train.count,
-            (long long)t->test.count);
+    char data[160] = "";
+    if (t->val.count)
+        snprintf(data, sizeof data, ", %lld validation", (long long)t->val.count);
+    cnn_log(CNN_LOG_INFO, "%s: %lld parameters, batch %d; %s; seed %llu; %lld train%s "
+            "and %lld test images%s%s", t->m->name, (long long)weights, (int)t->m->batch,
+            optimizer, (unsigned long long)t->state.seed,
+            (long long)t->train.count, data, (long long)t->test.count,
+            t->data.n_augment ? ", augmented" : "", t->data.normalize ? ", normalized" : "");
+    if (t->state.step > 0)
+        cnn_log(CNN_LOG_INFO, "resuming at step %llu: epoch %lld, batch %lld",
+                (unsigned long long)t->state.step, (long long)t->state.epoch + 1,
+                (long long)t->state.batch_in_epoch);
 }
 
-static int save(const trainer *t, cnn_error *err)
+static int save_final(trainer *t, cnn_error *err)
 {
     if (!t->o->save)
         return CNN_EXIT_OK;
-    if (cnn_checkpoint_save(t->o->save, t->m, t->ctx->params, err) < 0)
+    if (write_checkpoint(t, t->o->save, err) < 0)
         return CNN_EXIT_USER;
     if (!t->o->quiet)
         cnn_log(CNN_LOG_INFO, "saved %s", t->o->save);
     return CNN_EXIT_OK;
 }
 
+/* --predict: logits of the test split as .npy. */
+static int predict(trainer *t, cnn_error *err)
+{
+    if (!t->o->predict)
+        return CNN_EXIT_OK;
+    const cnn_model_desc *m = t->m;
+    float *logits = malloc(sizeof(float) * (size_t)t->test.count * (size_t)m->classes);
+    double loss, acc;
+    int rc = !logits ? cnn_fail(err, "--predict: out of memory")
+                     : cnn_evaluate_loader(t->ctx, t->test_loader, &loss, &acc, logits, err);
+    if (rc == 0)
+        rc = cnn_npy_write(t->o->predict, logits, t->test.count, m->classes, err);
+    free(logits);
+    if (rc < 0)
+        return CNN_EXIT_USER;
+    if (!t->o->quiet)
+        cnn_log(CNN_LOG_INFO, "wrote %s: logits of %lld test images", t->o->predict,
+                (long long)t->test.count);
+    return CNN_EXIT_OK;
+}
+
+/* --eval: the loaded weights on the test (and validation) split. */
+static int evaluate_only(trainer *t, cnn_error *err)
+{
+    epoch_stats s;
+    memset(&s, 0, sizeof s);
+    s.start = now_seconds();
+    if (finish_epoch(t, t->state.epoch, &s, err) < 0)
+        return CNN_EXIT_USER;
+    return predict(t, err);
+}
+
 static int run(trainer *t, cnn_error *err)
 {
     int rc = setup(t, err);
+    if (rc == CNN_EXIT_OK)
+        rc = initial_weights(t, err);
     if (rc != CNN_EXIT_OK)
         return rc;
-    if (t->o->steps.given && t->o->steps.value == 0)
-        return save(t, err);
-    if (prepare_training(t, err) < 0)
+    if (t->o->steps.given && t->o->steps.value == 0 && !t->o->eval)
+        return save_final(t, err);
+    int only_eval = t->o->eval || t->epochs == 0;
+    if (prepare_data(t, !only_eval, err) < 0)
         return CNN_EXIT_USER;
+    if (t->o->log && !(t->metrics = metrics_open(t->o->log, err)))
+        return CNN_EXIT_USER;
+    if (only_eval)
+        return evaluate_only(t, err);
     log_start(t);
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
@@ -508,27 +525,27 @@ static int run(trainer *t, cnn_error *err)
     sigaction(SIGINT, &sa, &old);
     rc = train_loop(t, err);
     sigaction(SIGINT, &old, NULL);
-    if (rc == CNN_EXIT_OK || rc == CNN_EXIT_INTERRUPTED) {
-        int saved = save(t, err);
-        if (saved != CNN_EXIT_OK)
-            return saved;
+    if (rc == CNN_EXIT_OK) {
+        rc = save_final(t, err);
+        if (rc == CNN_EXIT_OK)
+            rc = predict(t, err);
     }
     return rc;
 }
 
 int cnn_train_main(int argc, char **argv, const cnn_model_desc *m)
 {
-    const char *prog = program_name(argc, argv);
+    const char *prog = train_program_name(argc, argv);
     train_opts o;
     cnn_error err;
     memset(&o, 0, sizeof o);
-    if (parse_args(argc, argv, &o, &err) < 0) {
+    if (train_parse_args(argc, argv, &o, &err) < 0) {
         cnn_log(CNN_LOG_ERROR, "error: %s", err.msg);
-        log_usage(CNN_LOG_ERROR, prog);
+        train_log_usage(CNN_LOG_ERROR, prog);
         return CNN_EXIT_USAGE;
     }
     if (o.help) {
-        log_help(prog, m);
+        train_log_help(prog, m);
         return CNN_EXIT_OK;
     }
     trainer t;

@@ -102,7 +102,7 @@ const cnn_model_desc cnn_model = {
     .arena_bytes = 256,
     .logits_offset = 64,
     .arch_hash = 0x0123456789abcdefull,
-    .train_config = "{\"batch\": 8, \"epochs\": 2, \"seed\": 7, \"augment\": {\"flip\": true},"
+    .train_config = "{\"batch\": 8, \"epochs\": 2, \"seed\": 7, \"mixup\": {\"alpha\": 1},"
                     " \"optimizer\": {\"type\": \"sgd\", \"lr\": 0.5, \"momentum\": 0.9,"
                     " \"dampening\": 0, \"nesterov\": false, \"weight_decay\": 0.0001,"
                     " \"future\": 1}}",

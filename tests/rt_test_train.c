@@ -150,7 +150,7 @@ START_TEST(test_train_data_errors)
     uint8_t labels[10] = {0, 1, 2, 0, 1, 9, 0, 1, 2, 0};
     rt_write_idx(rt_path(dir, "t10k-labels-idx1-ubyte.gz"), 1, 0x801, &count, 1, labels, 10);
     ck_assert_int_eq(rt_train(&l, "--data", dir, NULL), CNN_EXIT_USER);
-    ck_assert_msg(rt_log_has(&l, "(t10k split): label 9 of image 5 is outside [0, 3)"), "%s",
+    ck_assert_msg(rt_log_has(&l, "(test split): label 9 of image 5 is outside [0, 3)"), "%s",
                   l.text);
     /* Images of another size. */
     uint32_t dims[3] = {40, 5, 5};
@@ -179,11 +179,11 @@ START_TEST(test_train_steps0_save_load)
     ck_assert_int_eq(rt_train(&l, "--steps=0", "--load", a, "--save", b, NULL), CNN_EXIT_OK);
     load_params(b, again);
     ck_assert(memcmp(saved, again, sizeof saved) == 0);
-    ck_assert(rt_files_equal(a, b));
     /* Another seed, other weights. */
     ck_assert_int_eq(rt_train(&l, "--steps", "0", "--seed", "6", "--save", b, NULL),
                      CNN_EXIT_OK);
-    ck_assert(!rt_files_equal(a, b));
+    load_params(b, again);
+    ck_assert(memcmp(saved, again, sizeof saved) != 0);
     /* A bad checkpoint: exit 1, one line naming the file. */
     rt_write_file(b, "garbage!", 8);
     ck_assert_int_eq(rt_train(&l, "--steps", "0", "--load", b, NULL), CNN_EXIT_USER);
@@ -202,10 +202,11 @@ START_TEST(test_train_reduces_loss)
     ck_assert_int_eq(rt_train(&l, "--data", dir, "--epochs", "3", "--save", final, NULL),
                      CNN_EXIT_OK);
     ck_assert_int_eq(l.count[CNN_LOG_ERROR], 0);
-    ck_assert_msg(rt_log_has(&l, "I: fake: 54 parameters, batch 8; sgd lr 0.5 momentum 0.9 "
-                                 "weight decay 0.0001; seed 7; 400 train and 100 test images"),
+    ck_assert_msg(rt_log_has(&l, "I: fake: 54 parameters, batch 8; sgd(lr 0.5, momentum 0.9, "
+                                 "weight_decay 0.0001); seed 7; 400 train and 100 test images"),
                   "%s", l.text);
-    ck_assert(rt_log_has(&l, "P: epoch 1/3  step 50/50  loss "));
+    ck_assert_msg(rt_log_has(&l, "P: epoch 1/3 [====================] 50/50  loss "), "%s",
+                  l.text);
     ck_assert(rt_log_has(&l, "I: epoch 1/3  train loss "));
     ck_assert(rt_log_has(&l, "I: epoch 3/3  train loss "));
     ck_assert(!rt_log_has(&l, "epoch 4"));
@@ -245,12 +246,15 @@ START_TEST(test_train_reproducible)
                               "--save", a, NULL), 0);
     ck_assert_int_eq(rt_train(&l, "--data", dir, "--load", init, "--seed", "2", "--no-shuffle",
                               "--save", b, NULL), 0);
-    ck_assert(rt_files_equal(a, b));
+    float pa[FAKE_FLOATS], pb[FAKE_FLOATS]; /* the files differ: they record the seed */
+    load_params(a, pa);
+    load_params(b, pb);
+    ck_assert(memcmp(pa, pb, sizeof pa) == 0);
     /* --lr changes the result and is reported. */
     ck_assert_int_eq(rt_train(&l, "--data", dir, "--load", init, "--no-shuffle", "--lr",
                               "0.125", "--save", b, NULL), 0);
     ck_assert(!rt_files_equal(a, b));
-    ck_assert(rt_log_has(&l, "sgd lr 0.125 momentum"));
+    ck_assert(rt_log_has(&l, "sgd(lr 0.125, momentum"));
 }
 END_TEST
 

@@ -20,7 +20,10 @@ int main(void)
 {
     rt_base_create();
     SRunner *sr = srunner_create(rt_core_suite());
+    srunner_add_suite(sr, rt_optim_suite());
     srunner_add_suite(sr, rt_data_suite());
+    srunner_add_suite(sr, rt_augment_suite());
+    srunner_add_suite(sr, rt_loader_suite());
     srunner_add_suite(sr, rt_checkpoint_suite());
     srunner_add_suite(sr, rt_train_suite());
     srunner_run_all(sr, CK_ENV);

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char tmpdir[256];
@@ -137,4 +139,70 @@ double tu_rel_err(const float *a, const float *b, int64_t count, double floor)
             maxref = fabs(b[i]);
     }
     return maxdiff / maxref;
+}
+
+static void put_be32(FILE *f, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    fwrite(b, 1, 4, f);
+}
+
+int tu_write_idx_split(const char *dir, const char *split, int count, uint64_t seed)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, split);
+    FILE *img = fopen(path, "wb");
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, split);
+    FILE *lab = fopen(path, "wb");
+    if (!img || !lab) {
+        if (img)
+            fclose(img);
+        if (lab)
+            fclose(lab);
+        return -1;
+    }
+    put_be32(img, 0x803), put_be32(img, (uint32_t)count), put_be32(img, 28), put_be32(img, 28);
+    put_be32(lab, 0x801), put_be32(lab, (uint32_t)count);
+    cnn_rng r;
+    cnn_rng_seed(&r, seed);
+    for (int i = 0; i < count; i++) {
+        int label = (int)cnn_rng_below(&r, 10);
+        fputc(label, lab);
+        for (int y = 0; y < 28; y++)
+            for (int x = 0; x < 28; x++) {
+                int band = y >= 2 + label * 2 && y < 4 + label * 2;
+                fputc((band ? 200 : 20) + (int)cnn_rng_below(&r, 40), img);
+            }
+    }
+    int bad = fclose(img) != 0;
+    bad |= fclose(lab) != 0;
+    return bad ? -1 : 0;
+}
+
+int tu_run(const char *const *argv, char **out)
+{
+    char *outpath = tu_path("run-output.txt");
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(outpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (out) {
+        FILE *f = fopen(outpath, "r");
+        size_t cap = 1 << 20, len = 0;
+        *out = calloc(cap, 1);
+        if (f) {
+            len = fread(*out, 1, cap - 1, f);
+            fclose(f);
+        }
+        (*out)[len] = '\0';
+    }
+    free(outpath);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

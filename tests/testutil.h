@@ -45,6 +45,16 @@ void tu_model_free(tu_model *m);
 void tu_fill(float *x, int64_t count, float lo, float hi, uint64_t seed);
 void tu_fill_labels(int32_t *y, int count, int classes, uint64_t seed);
 
+/* Write an MNIST-style split (DIR/SPLIT-images-idx3-ubyte and
+ * DIR/SPLIT-labels-idx1-ubyte, raw) of count 28x28 images: ten classes drawn
+ * as bright horizontal bands at class-dependent rows, plus noise, so a
+ * network learns them in a few epochs.  0 or -1. */
+int tu_write_idx_split(const char *dir, const char *split, int count, uint64_t seed);
+
+/* Run argv[0] with argv (NULL-terminated); stdout and stderr go to *out
+ * (malloc'd, may be NULL).  Returns the exit status, -1 if it did not exit. */
+int tu_run(const char *const *argv, char **out);
+
 /* max |a - b| / max(max |b|, floor): the error of a against reference b. */
 double tu_rel_err(const float *a, const float *b, int64_t count, double floor);
 
