@@ -14,6 +14,7 @@
  */
 #include <check.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,195 @@ START_TEST(test_bad_input)
 }
 END_TEST
 
+/* ---- resume, checkpoints, metrics, predictions ------------------------------- */
+
+static char *rich_exe; /* LeNet-5 with a full training recipe */
+
+static void setup_rich(void)
+{
+    setup();
+    if (rich_exe)
+        return;
+    char *src = tu_path("rich.cnn");
+    FILE *in = fopen("examples/lenet5.cnn", "r");
+    ck_assert_ptr_nonnull(in);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, in);
+    fclose(in);
+    text[n] = '\0';
+    *strstr(text, "\ntrain {") = '\0';
+    strcat(text, "\ntrain {\n"
+                 "  optimizer = adam(lr = 0.003)  l2 = 1e-4\n"
+                 "  schedule = cosine()  warmup_epochs = 0.5\n"
+                 "  normalize = auto  validation = 0.1\n"
+                 "  augment = [hflip, crop(padding = 2), rotate(degrees = 10)]\n"
+                 "  epochs = 3  seed = 11\n"
+                 "}\n");
+    ck_assert_int_eq(tu_write(src, text), 0);
+    rich_exe = tu_path("rich-train");
+    const char *cnnc = getenv("CNNC") ? getenv("CNNC") : "build/cnnc";
+    const char *argv[] = {cnnc, src, "--batch", "16", "--emit", "exe", "-o", rich_exe, NULL};
+    char *out = NULL;
+    ck_assert_msg(tu_run(argv, &out) == 0, "%s", out);
+    free(out);
+    free(src);
+}
+
+/* Run the rich program with the data directory and args. */
+static int run_rich(const char *const *args, char **out)
+{
+    const char *argv[32] = {rich_exe, "--data", data_dir, "--quiet"};
+    int n = 4;
+    for (; *args && n < 31; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    return tu_run(argv, out);
+}
+
+START_TEST(test_resume_is_exact)
+{
+    setup_rich();
+    char *straight = tu_path("straight.st"), *k1 = tu_path("k1.st"), *r = tu_path("r.st");
+    char *mid = tu_path("mid.st"), *periodic = tu_path("periodic.st");
+    char *out = NULL;
+    const char *a[] = {"--epochs", "3", "--save", straight, NULL};
+    ck_assert_msg(run_rich(a, &out) == 0, "%s", out);
+    free(out);
+    /* one epoch, then the other two */
+    const char *b1[] = {"--epochs", "1", "--save", k1, NULL};
+    ck_assert_int_eq(run_rich(b1, NULL), 0);
+    const char *b2[] = {"--resume", k1, "--epochs", "3", "--save", r, NULL};
+    ck_assert_msg(run_rich(b2, &out) == 0, "%s", out);
+    free(out);
+    ck_assert_msg(same_tensors(straight, r), "1 + 2 epochs differ from 3 straight");
+    /* stopped in the middle of epoch 2, then resumed */
+    const char *c1[] = {"--steps", "40", "--save", mid, NULL};
+    ck_assert_int_eq(run_rich(c1, NULL), 0);
+    const char *c2[] = {"--resume", mid, "--save", r, NULL};
+    ck_assert_int_eq(run_rich(c2, NULL), 0);
+    ck_assert_msg(same_tensors(straight, r), "resuming mid-epoch differs");
+    /* periodic checkpoints: the last one, every 10 steps, resumed */
+    const char *d1[] = {"--epochs", "3", "--checkpoint", periodic, "--checkpoint-every", "10",
+                        NULL};
+    ck_assert_int_eq(run_rich(d1, NULL), 0);
+    ck_assert(!same_tensors(straight, periodic)); /* taken before the last steps */
+    const char *d2[] = {"--resume", periodic, "--save", r, NULL};
+    ck_assert_int_eq(run_rich(d2, NULL), 0);
+    ck_assert_msg(same_tensors(straight, r), "resuming a periodic checkpoint differs");
+    free(straight), free(k1), free(r), free(mid), free(periodic);
+}
+END_TEST
+
+START_TEST(test_metrics_eval_predict)
+{
+    setup_rich();
+    char *w = tu_path("w.st"), *csv = tu_path("m.csv"), *npy = tu_path("p.npy");
+    const char *a[] = {"--epochs", "2", "--save", w, "--log", csv, NULL};
+    ck_assert_int_eq(run_rich(a, NULL), 0);
+    FILE *f = fopen(csv, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    int rows = 0;
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_str_eq(line, "epoch,step,lr,train_loss,train_acc,val_loss,val_acc,test_loss,"
+                           "test_acc,seconds\n");
+    while (fgets(line, sizeof line, f))
+        rows++;
+    fclose(f);
+    ck_assert_int_eq(rows, 2);
+    /* --eval prints the test accuracy of the loaded weights; --predict
+     * writes their logits, whose argmax gives the same accuracy. */
+    const char *b[] = {"--load", w, "--eval", "--predict", npy, NULL};
+    const char *argv[16] = {rich_exe, "--data", data_dir};
+    int n = 3;
+    for (const char *const *p = b; *p; p++)
+        argv[n++] = *p;
+    argv[n] = NULL;
+    char *out = NULL;
+    ck_assert_int_eq(tu_run(argv, &out), 0);
+    char *acc = strstr(out, "test loss ");
+    ck_assert_msg(acc != NULL, "%s", out);
+    double printed = atof(strstr(acc, "acc ") + 4);
+    free(out);
+    f = fopen(npy, "rb");
+    ck_assert_ptr_nonnull(f);
+    unsigned char head[10];
+    ck_assert_int_eq(fread(head, 1, 10, f), 10);
+    ck_assert(memcmp(head, "\x93NUMPY\x01\x00", 8) == 0);
+    int hlen = head[8] | head[9] << 8;
+    ck_assert_int_eq((10 + hlen) % 64, 0);
+    char header[256] = {0};
+    ck_assert_int_eq(fread(header, 1, (size_t)hlen, f), (size_t)hlen);
+    ck_assert_ptr_nonnull(strstr(header, "'shape': (160, 10)"));
+    float logits[160 * 10];
+    ck_assert_int_eq(fread(logits, sizeof(float), 1600, f), 1600);
+    fclose(f);
+    char labels_path[1024];
+    snprintf(labels_path, sizeof labels_path, "%s/t10k-labels-idx1-ubyte", data_dir);
+    f = fopen(labels_path, "rb");
+    unsigned char labels[160 + 8];
+    ck_assert_int_eq(fread(labels, 1, sizeof labels, f), sizeof labels);
+    fclose(f);
+    int right = 0;
+    for (int i = 0; i < 160; i++) {
+        int best = 0;
+        for (int j = 1; j < 10; j++)
+            if (logits[i * 10 + j] > logits[i * 10 + best])
+                best = j;
+        right += best == labels[8 + i];
+    }
+    ck_assert_msg(fabs(100.0 * right / 160 - printed) < 0.01, "npy accuracy %g%%, printed %g%%",
+                  100.0 * right / 160, printed);
+    free(w), free(csv), free(npy);
+}
+END_TEST
+
+START_TEST(test_foreign_and_bad_checkpoints)
+{
+    setup_rich();
+    char *mlp = tu_path("mlp-train"), *mw = tu_path("mlp.st"), *trunc = tu_path("trunc.st");
+    char *w = tu_path("w2.st");
+    const char *cnnc = getenv("CNNC") ? getenv("CNNC") : "build/cnnc";
+    const char *c[] = {cnnc, "examples/mlp.cnn", "--emit", "exe", "-o", mlp, NULL};
+    ck_assert_int_eq(tu_run(c, NULL), 0);
+    const char *m1[] = {mlp, "--steps", "0", "--save", mw, NULL};
+    ck_assert_int_eq(tu_run(m1, NULL), 0);
+    char *out = NULL;
+    /* another network's weights: the first missing tensor is named */
+    const char *a[] = {"--load", mw, "--eval", NULL};
+    ck_assert_int_eq(run_rich(a, &out), 1);
+    ck_assert_msg(strstr(out, "tensor conv1.weight is missing") &&
+                      strstr(out, "checkpoint of network mlp"), "%s", out);
+    free(out);
+    /* resuming from weights of another network is refused too */
+    const char *b[] = {"--resume", mw, NULL};
+    ck_assert_int_eq(run_rich(b, &out), 1);
+    ck_assert_msg(strstr(out, "mlp.st"), "%s", out);
+    free(out);
+    /* a truncated checkpoint */
+    const char *s0[] = {"--steps", "0", "--save", w, NULL};
+    ck_assert_int_eq(run_rich(s0, NULL), 0);
+    FILE *f = fopen(w, "rb"), *g = fopen(trunc, "wb");
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fwrite(buf, 1, n, g);
+    fclose(f);
+    fclose(g);
+    const char *t[] = {"--resume", trunc, NULL};
+    ck_assert_int_eq(run_rich(t, &out), 1);
+    ck_assert_msg(strstr(out, "trunc.st") && strstr(out, "truncated"), "%s", out);
+    free(out);
+    /* bad option values are usage errors */
+    const char *u[] = {"--checkpoint-every", "often", NULL};
+    ck_assert_int_eq(run_rich(u, &out), 2);
+    ck_assert_msg(strstr(out, "--checkpoint-every"), "%s", out);
+    free(out);
+    const char *v[] = {"--load", w, "--resume", w, NULL};
+    ck_assert_int_eq(run_rich(v, NULL), 2);
+    free(mlp), free(mw), free(trunc), free(w);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("train");
@@ -180,6 +370,9 @@ static Suite *suite(void)
     tcase_add_test(tc, test_save_load_round_trip);
     tcase_add_test(tc, test_training_learns_and_is_deterministic);
     tcase_add_test(tc, test_bad_input);
+    tcase_add_test(tc, test_resume_is_exact);
+    tcase_add_test(tc, test_metrics_eval_predict);
+    tcase_add_test(tc, test_foreign_and_bad_checkpoints);
     suite_add_tcase(s, tc);
     return s;
 }
