@@ -155,6 +155,91 @@ void grad_add(ir_graph *g, int node, const int *gy, const int *want, int *gx)
             gx[i] = gy[0];
 }
 
+/* y = batchnorm(x): dx, dgamma, dbeta from dy, x and the saved batch
+ * statistics, in one node. */
+void grad_batchnorm(ir_graph *g, int node, const int *gy, const int *want, int *gx)
+{
+    const ir_node n = g->nodes[node];
+    int dx = grad_value(g, n.in[0]);
+    int inputs[5] = {gy[0], n.in[0], n.in[1], n.out[1], n.out[2]}; /* dy, x, gamma, mean, invstd */
+    int b = bwd_node(g, OP_BATCHNORM_BWD, node, "grad", dx, inputs, 5);
+    ir_node_output(g, b, param_grad(g, n.in[1]));
+    ir_node_output(g, b, param_grad(g, n.in[2]));
+    if (want[0])
+        gx[0] = dx;
+}
+
+/* The mask is recomputed from the same random stream. */
+void grad_dropout(ir_graph *g, int node, const int *gy, const int *want, int *gx)
+{
+    const ir_node n = g->nodes[node];
+    if (!want[0])
+        return;
+    gx[0] = grad_value(g, n.in[0]);
+    int inputs[1] = {gy[0]};
+    bwd_node(g, OP_DROPOUT_BWD, node, "grad", gx[0], inputs, 1);
+}
+
+/* The gradient of each input is its slice of channels of dy. */
+void grad_concat(ir_graph *g, int node, const int *gy, const int *want, int *gx)
+{
+    int offset = 0;
+    for (int j = 0; j < g->nodes[node].nin; j++) {
+        const ir_node n = g->nodes[node];
+        int channels = (int)g->values[n.in[j]].shape.d[1];
+        if (want[j]) {
+            gx[j] = grad_value(g, n.in[j]);
+            int inputs[1] = {gy[0]};
+            int s = bwd_node(g, OP_SLICE, node, arena_printf(g->a, "grad%d", j), gx[j], inputs, 1);
+            g->nodes[s].attr.offset = offset;
+        }
+        offset += channels;
+    }
+}
+
+void grad_global_avgpool(ir_graph *g, int node, const int *gy, const int *want, int *gx)
+{
+    const ir_node n = g->nodes[node];
+    if (!want[0])
+        return;
+    gx[0] = grad_value(g, n.in[0]);
+    int inputs[1] = {gy[0]};
+    bwd_node(g, OP_GLOBAL_AVGPOOL_BWD, node, "grad", gx[0], inputs, 1);
+}
+
+/* Activations: the derivative from the input (leaky relu, gelu) or the
+ * output (sigmoid, tanh); the node gets both. */
+void grad_act(ir_graph *g, int node, const int *gy, const int *want, int *gx)
+{
+    const ir_node n = g->nodes[node];
+    if (!want[0])
+        return;
+    gx[0] = grad_value(g, n.in[0]);
+    int inputs[3] = {gy[0], n.in[0], n.out[0]};
+    bwd_node(g, OP_ACT_BWD, node, "grad", gx[0], inputs, 3);
+}
+
+void grad_softmax(ir_graph *g, int node, const int *gy, const int *want, int *gx)
+{
+    const ir_node n = g->nodes[node];
+    if (!want[0])
+        return;
+    gx[0] = grad_value(g, n.in[0]);
+    int inputs[2] = {gy[0], n.out[0]};
+    bwd_node(g, OP_SOFTMAX_BWD, node, "grad", gx[0], inputs, 2);
+}
+
+void grad_mse_loss(ir_graph *g, int node, const int *gy, const int *want, int *gx)
+{
+    (void)gy;
+    const ir_node n = g->nodes[node];
+    if (!want[0])
+        return;
+    gx[0] = grad_value(g, n.in[0]);
+    int inputs[2] = {n.in[0], n.in[1]}; /* predictions, labels */
+    bwd_node(g, OP_MSE_LOSS_BWD, node, "grad", gx[0], inputs, 2);
+}
+
 /* ---- the pass ---------------------------------------------------------------------- */
 
 /* Add contribution c to the gradient of value v. */
@@ -199,8 +284,12 @@ void graph_autodiff(ir_graph *g, int input_grad)
         grad_of[v] = -1;
     for (int i = nforward - 1; i >= 0; i--) {
         const ir_node *n = &g->nodes[i];
-        int gy[IR_MAX_OUT] = {-1, -1}, want[IR_MAX_IN] = {0}, gx[IR_MAX_IN] = {-1, -1, -1, -1};
-        int any_gy = n->op == OP_SOFTMAX_XENT;
+        int gy[IR_MAX_OUT], want[IR_MAX_IN] = {0}, gx[IR_MAX_IN];
+        for (int j = 0; j < IR_MAX_OUT; j++)
+            gy[j] = -1;
+        for (int j = 0; j < IR_MAX_IN; j++)
+            gx[j] = -1;
+        int any_gy = n->op == OP_SOFTMAX_XENT || n->op == OP_MSE_LOSS;
         for (int j = 0; j < n->nout; j++) {
             gy[j] = grad_of[n->out[j]];
             any_gy |= gy[j] >= 0;

@@ -45,7 +45,8 @@ static void cg_types(cg *c)
     c->f64 = LLVMDoubleTypeInContext(c->ctx);
     c->ptr = LLVMPointerTypeInContext(c->ctx, 0);
     c->void_t = LLVMVoidTypeInContext(c->ctx);
-    LLVMTypeRef frame[FR_COUNT] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr, c->ptr, c->i64};
+    LLVMTypeRef frame[FR_COUNT] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr,
+                                   c->ptr, c->i64, c->i64, c->i64};
     c->frame = LLVMStructCreateNamed(c->ctx, "frame");
     LLVMStructSetBody(c->frame, frame, FR_COUNT, 0);
     LLVMTypeRef kparams[1] = {c->ptr};
@@ -138,6 +139,12 @@ static void emit_entry(cg *c, const cnnc_unit *u, const lprogram *p, const char 
     LLVMBuildStore(b, train ? null : LLVMGetParam(fn, 2),
                    LLVMBuildStructGEP2(b, c->frame, frame, FR_OUT, ""));
     LLVMBuildStore(b, n, LLVMBuildStructGEP2(b, c->frame, frame, FR_N, ""));
+    static const int counters[2][2] = {{FR_SEED, CTX_SEED}, {FR_STEP, CTX_STEP}};
+    for (int i = 0; i < 2; i++) {
+        LLVMValueRef src = LLVMBuildStructGEP2(b, c->ctx_t, ctx, (unsigned)counters[i][1], "");
+        LLVMBuildStore(b, LLVMBuildLoad2(b, c->i64, src, ""),
+                       LLVMBuildStructGEP2(b, c->frame, frame, (unsigned)counters[i][0], ""));
+    }
     for (int i = 0; i < p->nkernels; i++)
         LLVMBuildCall2(b, c->kernel_fn, kernels[i], &frame, 1, "");
     if (train) {

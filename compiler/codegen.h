@@ -20,7 +20,7 @@ typedef struct cg {
     LLVMTargetMachineRef tm;
     LLVMTypeRef i1, i8, i32, i64, f32, f64, ptr, void_t;
     /* The frame every kernel receives: where its buffers are. */
-    LLVMTypeRef frame;       /* { params, grads, arena, x, labels, out, i64 n } */
+    LLVMTypeRef frame;       /* { params, grads, arena, x, labels, out, i64 n, seed, step } */
     LLVMTypeRef kernel_fn;   /* void (ptr frame) */
     LLVMTypeRef ctx_t;       /* struct cnn_ctx (public part) */
     const char *triple;
@@ -29,7 +29,7 @@ typedef struct cg {
 } cg;
 
 /* Fields of the frame struct. */
-enum { FR_PARAMS, FR_GRADS, FR_ARENA, FR_X, FR_LABELS, FR_OUT, FR_N, FR_COUNT };
+enum { FR_PARAMS, FR_GRADS, FR_ARENA, FR_X, FR_LABELS, FR_OUT, FR_N, FR_SEED, FR_STEP, FR_COUNT };
 /* Fields of struct cnn_ctx that generated code reads. */
 enum { CTX_ABI, CTX_RESERVED, CTX_MODEL, CTX_PARAMS, CTX_GRADS, CTX_ARENA, CTX_POOL,
        CTX_PARALLEL_FOR, CTX_SEED, CTX_STEP, CTX_COUNT };

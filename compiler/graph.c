@@ -204,16 +204,99 @@ static int build_loss(ir_graph *g, const network *net, const int *layer_val, dia
     }
     g->labels = ir_add_value(g, "labels", VAL_LABELS, DT_I32, (ir_shape){1, {g->batch, 1, 1, 1}});
     g->values[g->labels].batched = 1;
-    int node = ir_add_node(g, OP_SOFTMAX_XENT, l->name, l->loc, net->loss);
+    int node = ir_add_node(g, l->op, l->name, l->loc, net->loss);
+    g->nodes[node].attr = l->attr;
     ir_node_input(g, node, logits);
     ir_node_input(g, node, g->labels);
     g->loss = ir_add_value(g, "loss", VAL_ACT, DT_F32, (ir_shape){0, {1, 1, 1, 1}});
-    int probs = ir_add_value(g, arena_printf(g->a, "%s.probs", l->name), VAL_ACT, DT_F32,
-                             lv->shape);
-    g->values[probs].batched = 1;
     ir_node_output(g, node, g->loss);
-    ir_node_output(g, node, probs);
+    if (l->op == OP_SOFTMAX_XENT) { /* the backward pass reads the probabilities */
+        int probs = ir_add_value(g, arena_printf(g->a, "%s.probs", l->name), VAL_ACT, DT_F32,
+                                 lv->shape);
+        g->values[probs].batched = 1;
+        ir_node_output(g, node, probs);
+    }
     return 0;
+}
+
+/* Consumers of value v among the nodes. */
+static int uses_of(const ir_graph *g, int v)
+{
+    int count = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].nin; j++)
+            count += g->nodes[i].in[j] == v;
+    return count + (v == g->logits);
+}
+
+/* Evaluation mode: a batch norm whose input is a convolution used by nothing
+ * else becomes part of that convolution.  A bn_fold node, run first in the
+ * forward pass, computes
+ *     s = gamma / sqrt(running_var + eps)
+ *     W'[k] = W[k] * s[k],   b'[k] = (b[k] - running_mean[k]) * s[k] + beta[k]
+ * into the arena, the convolution uses W' and b', and the batch-norm node
+ * disappears: one pass over the activations instead of two. */
+static void fold_batchnorm(ir_graph *g)
+{
+    int *fold_before = arena_alloc(g->a, sizeof(int) * (size_t)g->nnodes);
+    char *dead = arena_alloc(g->a, (size_t)g->nnodes);
+    int count = g->nnodes;
+    for (int i = 0; i < count; i++) {
+        fold_before[i] = -1;
+        ir_node *bn = &g->nodes[i];
+        if (bn->op != OP_BATCHNORM_EVAL)
+            continue;
+        int conv = g->values[bn->in[0]].producer;
+        if (conv < 0 || g->nodes[conv].op != OP_CONV2D || uses_of(g, bn->in[0]) != 1)
+            continue;
+        ir_node *cv = &g->nodes[conv];
+        int w = cv->in[1], k = cv->attr.filters;
+        int f = ir_add_node(g, OP_BN_FOLD, arena_printf(g->a, "%s.fold", bn->name), bn->loc,
+                            bn->layer);
+        cv = &g->nodes[conv], bn = &g->nodes[i];
+        g->nodes[f].attr = bn->attr;
+        ir_node_input(g, f, w);
+        for (int j = 1; j <= 4; j++)
+            ir_node_input(g, f, bn->in[j]);
+        if (cv->nin > 2)
+            ir_node_input(g, f, cv->in[2]);
+        int wf = ir_add_value(g, arena_printf(g->a, "%s.folded_weight", cv->name), VAL_ACT,
+                              DT_F32, g->values[w].shape);
+        ir_shape bs = {1, {k, 1, 1, 1}};
+        int bf = ir_add_value(g, arena_printf(g->a, "%s.folded_bias", cv->name), VAL_ACT, DT_F32,
+                              bs);
+        ir_node_output(g, f, wf);
+        ir_node_output(g, f, bf);
+        cv = &g->nodes[conv], bn = &g->nodes[i];
+        cv->in[1] = wf;
+        if (cv->nin > 2)
+            cv->in[2] = bf;
+        else
+            cv->in[cv->nin++] = bf;
+        cv->attr.bias = 1;
+        /* The convolution now produces the batch norm's output. */
+        int y = bn->out[0], old = cv->out[0];
+        cv->out[0] = y;
+        g->values[y].producer = conv;
+        g->values[old].producer = -1;
+        dead[i] = 1;
+        fold_before[conv] = f;
+    }
+    /* Reorder: each fold just before its convolution, folded batch norms gone. */
+    ir_node *nodes = arena_alloc(g->a, sizeof(ir_node) * (size_t)g->cap_nodes);
+    int n = 0;
+    for (int i = 0; i < count; i++) {
+        if (dead[i])
+            continue;
+        if (fold_before[i] >= 0)
+            nodes[n++] = g->nodes[fold_before[i]];
+        nodes[n++] = g->nodes[i];
+    }
+    g->nodes = nodes;
+    g->nnodes = n;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < nodes[i].nout; j++)
+            g->values[nodes[i].out[j]].producer = i;
 }
 
 ir_graph *graph_build(arena *a, const network *net, graph_mode mode, diag *d)
@@ -236,8 +319,12 @@ ir_graph *graph_build(arena *a, const network *net, graph_mode mode, diag *d)
                             l->name);
             continue;
         }
-        if (l->op == OP_SOFTMAX_XENT)
+        if (i == net->loss)
             continue;
+        if (l->op == OP_DROPOUT && mode == GRAPH_INFER) { /* the identity */
+            layer_val[i] = layer_val[l->inputs[0]];
+            continue;
+        }
         if (l->op == OP_INPUT) {
             g->input = ir_add_value(g, l->name, VAL_INPUT, DT_F32,
                                     ir_shape4(g->batch, l->attr.chw[0], l->attr.chw[1],
@@ -249,11 +336,12 @@ ir_graph *graph_build(arena *a, const network *net, graph_mode mode, diag *d)
                 return NULL;
             continue;
         }
-        int node = ir_add_node(g, l->op, l->name, l->loc, i);
+        op_kind op = l->op == OP_BATCHNORM && mode == GRAPH_INFER ? OP_BATCHNORM_EVAL : l->op;
+        int node = ir_add_node(g, op, l->name, l->loc, i);
         g->nodes[node].attr = l->attr;
         for (int j = 0; j < l->ninputs; j++)
             ir_node_input(g, node, layer_val[l->inputs[j]]);
-        const op_info *info = &op_table[l->op];
+        const op_info *info = &op_table[op];
         if (info->infer(g, &g->nodes[node], d) != 0)
             return NULL;
         layer_val[i] = g->nodes[node].out[0];
@@ -263,6 +351,8 @@ ir_graph *graph_build(arena *a, const network *net, graph_mode mode, diag *d)
     }
     if (build_loss(g, net, layer_val, d) != 0)
         return NULL;
+    if (mode == GRAPH_INFER)
+        fold_batchnorm(g);
     g->nforward = g->nnodes;
     return g;
 }

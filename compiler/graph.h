@@ -52,7 +52,16 @@ typedef struct ir_attrs {
     int bias;        /* conv/dense: has a bias */
     int expect_in;   /* conv in_channels / dense in_features to check, 0 = any */
     int chw[3];      /* input: C, H, W of one example */
+    int act;         /* ACT / ACT_BWD: enum act_kind */
+    double alpha;    /* leaky_relu slope, dropout p, label smoothing */
+    double eps;      /* batch norm */
+    double momentum; /* batch norm running statistics */
+    int offset;      /* SLICE: first channel */
+    int salt;        /* DROPOUT: distinguishes the random streams of layers */
 } ir_attrs;
+
+/* Activations of the ACT op (relu has an op of its own). */
+enum act_kind { ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH, ACT_GELU };
 
 typedef struct init_spec {
     int kind;      /* enum cnn_init_kind */
@@ -65,8 +74,8 @@ typedef struct layer {
     src_loc loc;          /* the layer's name in `name = op(...)` */
     src_loc op_loc;       /* the op name */
     op_kind op;
-    int inputs[4];        /* indices into network.layers */
-    src_loc input_locs[4];
+    int inputs[8];        /* indices into network.layers */
+    src_loc input_locs[8];
     int ninputs;
     ir_attrs attr;
     init_spec init;       /* weights */
@@ -132,8 +141,8 @@ typedef struct ir_param {
     int grad;          /* its VAL_GRAD value, or -1 */
 } ir_param;
 
-#define IR_MAX_IN 4
-#define IR_MAX_OUT 2
+#define IR_MAX_IN 8
+#define IR_MAX_OUT 3
 
 typedef struct ir_node {
     op_kind op;

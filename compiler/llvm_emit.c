@@ -36,11 +36,28 @@ static LLVMValueRef intrinsic(cg *c, const char *name, LLVMTypeRef type, LLVMTyp
     return LLVMGetIntrinsicDeclaration(c->mod, id, params, 1);
 }
 
+/* An overloaded unary intrinsic ("llvm.exp") at x's type. */
 static LLVMValueRef call_unary(kemit *e, const char *name, LLVMValueRef x)
 {
     LLVMTypeRef fn_type;
-    LLVMValueRef fn = intrinsic(e->c, name, e->c->f32, &fn_type);
+    LLVMValueRef fn = intrinsic(e->c, name, LLVMTypeOf(x), &fn_type);
     return LLVMBuildCall2(e->c->b, fn_type, fn, &x, 1, "");
+}
+
+/* A float function of the C library (erff), declared on first use. */
+static LLVMValueRef call_libm(kemit *e, const char *name, LLVMValueRef x)
+{
+    cg *c = e->c;
+    LLVMTypeRef fn_type = LLVMFunctionType(c->f32, &c->f32, 1, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
+    if (!fn)
+        fn = LLVMAddFunction(c->mod, name, fn_type);
+    return LLVMBuildCall2(c->b, fn_type, fn, &x, 1, "");
+}
+
+static LLVMTypeRef ltype_of(cg *c, ltype t)
+{
+    return t == LT_FLOAT ? c->f32 : t == LT_DOUBLE ? c->f64 : t == LT_BOOL ? c->i1 : c->i64;
 }
 
 static LLVMTypeRef elem_type(cg *c, dtype t)
@@ -62,7 +79,7 @@ static LLVMValueRef binary(kemit *e, const lexpr *x)
     cg *c = e->c;
     LLVMBuilderRef b = c->b;
     LLVMValueRef l = expr(e, x->a), r = expr(e, x->b);
-    int fl = x->a->type == LT_FLOAT;
+    int fl = x->a->type == LT_FLOAT || x->a->type == LT_DOUBLE;
     switch (x->op) {
     case LX_ADD:
         return fl ? LLVMBuildFAdd(b, l, r, "") : LLVMBuildAdd(b, l, r, "");
@@ -74,6 +91,10 @@ static LLVMValueRef binary(kemit *e, const lexpr *x)
         return fl ? LLVMBuildFDiv(b, l, r, "") : LLVMBuildSDiv(b, l, r, "");
     case LX_REM:
         return LLVMBuildSRem(b, l, r, "");
+    case LX_XOR:
+        return LLVMBuildXor(b, l, r, "");
+    case LX_SHR:
+        return LLVMBuildLShr(b, l, r, "");
     case LX_MIN:
     case LX_MAX: {
         LLVMValueRef lt = fl ? LLVMBuildFCmp(b, LLVMRealOLT, l, r, "")
@@ -106,11 +127,9 @@ static LLVMValueRef expr(kemit *e, const lexpr *x)
     case LX_INT:
         return LLVMConstInt(c->i64, (unsigned long long)x->i, 1);
     case LX_FLOAT:
-        return LLVMConstReal(c->f32, x->f);
-    case LX_VAR: {
-        LLVMTypeRef t = x->type == LT_FLOAT ? c->f32 : c->i64;
-        return LLVMBuildLoad2(b, t, e->slots[x->var], "");
-    }
+        return LLVMConstReal(x->type == LT_DOUBLE ? c->f64 : c->f32, x->f);
+    case LX_VAR:
+        return LLVMBuildLoad2(b, ltype_of(c, x->type), e->slots[x->var], "");
     case LX_LOAD: {
         const lbuf *buf = &e->p->bufs[x->buf];
         LLVMValueRef v = LLVMBuildLoad2(b, elem_type(c, buf->type), address(e, x->buf, x->a), "");
@@ -124,13 +143,23 @@ static LLVMValueRef expr(kemit *e, const lexpr *x)
         return call_unary(e, "llvm.log", expr(e, x->a));
     case LX_SQRT:
         return call_unary(e, "llvm.sqrt", expr(e, x->a));
+    case LX_TANH:
+        return call_unary(e, "llvm.tanh", expr(e, x->a));
+    case LX_ERF:
+        return call_libm(e, "erff", expr(e, x->a));
     case LX_SELECT: {
         LLVMValueRef cond = expr(e, x->a);
         LLVMValueRef t = expr(e, x->b), f = expr(e, x->c);
         return LLVMBuildSelect(b, cond, t, f, "");
     }
     case LX_TOFLOAT:
+        if (x->a->type == LT_DOUBLE)
+            return LLVMBuildFPTrunc(b, expr(e, x->a), c->f32, "");
         return LLVMBuildSIToFP(b, expr(e, x->a), c->f32, "");
+    case LX_TODOUBLE:
+        if (x->a->type == LT_FLOAT)
+            return LLVMBuildFPExt(b, expr(e, x->a), c->f64, "");
+        return LLVMBuildSIToFP(b, expr(e, x->a), c->f64, "");
     default:
         return binary(e, x);
     }
@@ -205,6 +234,8 @@ static void stmt(kemit *e, const lstmt *s)
         LLVMValueRef v = expr(e, s->value);
         if (s->accumulate)
             v = LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->f32, addr, ""), v, "");
+        if (e->p->bufs[s->buf].type == DT_I32)
+            v = LLVMBuildTrunc(c->b, v, c->i32, "");
         LLVMBuildStore(c->b, v, addr);
         break;
     }
@@ -243,10 +274,12 @@ LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char 
     e.slots = calloc((size_t)k->nvars, sizeof *e.slots);
     e.bases = calloc((size_t)p->nbufs, sizeof *e.bases);
     for (int i = 0; i < k->nvars; i++)
-        e.slots[i] = LLVMBuildAlloca(c->b, k->vars[i].type == LT_FLOAT ? c->f32 : c->i64,
-                                     k->vars[i].name);
-    LLVMValueRef np = LLVMBuildStructGEP2(c->b, c->frame, frame, FR_N, "");
-    LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, c->i64, np, "n"), e.slots[LV_N]);
+        e.slots[i] = LLVMBuildAlloca(c->b, ltype_of(c, k->vars[i].type), k->vars[i].name);
+    static const int from_frame[3][2] = {{LV_N, FR_N}, {LV_SEED, FR_SEED}, {LV_STEP, FR_STEP}};
+    for (int i = 0; i < 3; i++) {
+        LLVMValueRef at = LLVMBuildStructGEP2(c->b, c->frame, frame, (unsigned)from_frame[i][1], "");
+        LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, c->i64, at, ""), e.slots[from_frame[i][0]]);
+    }
     for (int i = 0; i < p->nbufs; i++)
         e.bases[i] = buffer_base(&e, frame, i);
     stmt(&e, k->body);

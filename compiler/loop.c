@@ -41,7 +41,9 @@ lkernel *lp_kernel(lprogram *p, const char *name, int node)
     k->node = node;
     k->body = ls_block(p);
     p->cur = k;
-    lp_var(p, "n", LT_INT, 0); /* LV_N */
+    lp_var(p, "n", LT_INT, 0);    /* LV_N */
+    lp_var(p, "seed", LT_INT, 0); /* LV_SEED */
+    lp_var(p, "step", LT_INT, 0); /* LV_STEP */
     return k;
 }
 
@@ -107,6 +109,13 @@ lexpr *lx_float(lprogram *p, double v)
     return e;
 }
 
+lexpr *lx_double(lprogram *p, double v)
+{
+    lexpr *e = node(p, LX_FLOAT, LT_DOUBLE);
+    e->f = v;
+    return e;
+}
+
 lexpr *lx_var(lprogram *p, int var)
 {
     lexpr *e = node(p, LX_VAR, p->cur->vars[var].type);
@@ -149,6 +158,10 @@ static int64_t fold(lx_op op, int64_t a, int64_t b)
         return a < b ? a : b;
     case LX_MAX:
         return a > b ? a : b;
+    case LX_XOR:
+        return a ^ b;
+    case LX_SHR:
+        return (int64_t)((uint64_t)a >> (b & 63));
     default:
         return 0;
     }
@@ -156,7 +169,7 @@ static int64_t fold(lx_op op, int64_t a, int64_t b)
 
 lexpr *lx_bin(lprogram *p, lx_op op, lexpr *a, lexpr *b)
 {
-    int arith = op <= LX_MAX;
+    int arith = op <= LX_SHR;
     if (a->type == LT_INT && b->type == LT_INT && arith) {
         if (a->op == LX_INT && b->op == LX_INT && !((op == LX_DIV || op == LX_REM) && b->i == 0))
             return lx_int(p, fold(op, a->i, b->i));
@@ -182,7 +195,10 @@ lexpr *lx_un(lprogram *p, lx_op op, lexpr *a)
 {
     if (op == LX_TOFLOAT && a->op == LX_INT)
         return lx_float(p, (double)a->i);
-    lexpr *e = node(p, op, op == LX_TOFLOAT ? LT_FLOAT : a->type);
+    if (op == LX_TODOUBLE && a->op == LX_INT)
+        return lx_double(p, (double)a->i);
+    ltype type = op == LX_TOFLOAT ? LT_FLOAT : op == LX_TODOUBLE ? LT_DOUBLE : a->type;
+    lexpr *e = node(p, op, type);
     e->a = a;
     return e;
 }
@@ -274,6 +290,7 @@ lstmt *ls_if(lprogram *p, lstmt *parent, lexpr *cond)
 
 static const char *const binop_text[] = {
     [LX_ADD] = "+", [LX_SUB] = "-", [LX_MUL] = "*",  [LX_DIV] = "/",  [LX_REM] = "%",
+    [LX_XOR] = "^", [LX_SHR] = ">>",
     [LX_LT] = "<",  [LX_LE] = "<=", [LX_EQ] = "==", [LX_NE] = "!=", [LX_AND] = "&&",
     [LX_OR] = "||",
 };
@@ -288,6 +305,8 @@ static void print_expr(FILE *out, const lprogram *p, const lkernel *k, const lex
         fprintf(out, "%.9g", e->f);
         if (e->f == (double)(int64_t)e->f)
             fputs(".0", out);
+        if (e->type == LT_DOUBLE)
+            fputc('d', out);
         break;
     case LX_VAR:
         fputs(k->vars[e->var].name, out);
@@ -312,13 +331,19 @@ static void print_expr(FILE *out, const lprogram *p, const lkernel *k, const lex
     case LX_EXP:
     case LX_LOG:
     case LX_SQRT:
+    case LX_TANH:
+    case LX_ERF:
     case LX_TOFLOAT:
-        fputs(e->op == LX_EXP ? "exp(" : e->op == LX_LOG ? "log(" : e->op == LX_SQRT ? "sqrt("
-                                                                                    : "float(",
-              out);
+    case LX_TODOUBLE: {
+        static const char *const fn[] = {[LX_EXP] = "exp",     [LX_LOG] = "log",
+                                         [LX_SQRT] = "sqrt",   [LX_TANH] = "tanh",
+                                         [LX_ERF] = "erf",     [LX_TOFLOAT] = "float",
+                                         [LX_TODOUBLE] = "double"};
+        fprintf(out, "%s(", fn[e->op]);
         print_expr(out, p, k, e->a);
         fputc(')', out);
         break;
+    }
     case LX_SELECT:
         fputc('(', out);
         print_expr(out, p, k, e->a);

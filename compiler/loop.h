@@ -36,13 +36,17 @@ typedef enum lx_op {
     LX_VAR,    /* a loop variable, LV_N, or a local */
     LX_LOAD,   /* buf[a] */
     LX_ADD, LX_SUB, LX_MUL, LX_DIV, LX_REM, LX_MIN, LX_MAX,
-    LX_NEG, LX_EXP, LX_LOG, LX_SQRT,
+    LX_XOR, LX_SHR,  /* integers: bitwise xor, logical shift right */
+    LX_NEG, LX_EXP, LX_LOG, LX_SQRT, LX_TANH, LX_ERF,
     LX_LT, LX_LE, LX_EQ, LX_NE, LX_AND, LX_OR,
-    LX_SELECT, /* a ? b : c */
-    LX_TOFLOAT, /* integer -> float */
+    LX_SELECT,  /* a ? b : c */
+    LX_TOFLOAT, /* integer or double -> float */
+    LX_TODOUBLE, /* integer or float -> double */
 } lx_op;
 
-typedef enum ltype { LT_INT, LT_FLOAT, LT_BOOL } ltype;
+/* LT_DOUBLE serves accumulators that must not lose precision over long
+ * sums (batch-norm statistics); tensors are always float. */
+typedef enum ltype { LT_INT, LT_FLOAT, LT_BOOL, LT_DOUBLE } ltype;
 
 typedef struct lexpr lexpr;
 struct lexpr {
@@ -91,9 +95,12 @@ typedef struct lbuf {
     int64_t size;   /* elements, for printing and checks */
 } lbuf;
 
-/* Variables of a kernel: LV_N is the batch argument, others are loop
- * counters (LT_INT) or locals (LT_FLOAT, LT_INT). */
+/* Variables of a kernel: LV_N is the batch argument, LV_SEED and LV_STEP
+ * the context's seed and step counter (for in-model randomness); others are
+ * loop counters (LT_INT) or locals. */
 #define LV_N 0
+#define LV_SEED 1
+#define LV_STEP 2
 typedef struct lvar {
     const char *name;
     ltype type;
@@ -130,6 +137,7 @@ int lp_var(lprogram *p, const char *name, ltype type, int is_loop);
 
 lexpr *lx_int(lprogram *p, int64_t v);
 lexpr *lx_float(lprogram *p, double v);
+lexpr *lx_double(lprogram *p, double v);
 lexpr *lx_var(lprogram *p, int var);
 lexpr *lx_n(lprogram *p);
 lexpr *lx_load(lprogram *p, int buf, lexpr *index);

@@ -18,51 +18,7 @@
  */
 #include <math.h>
 
-#include "cnnc.h"
-#include "ops_impl.h"
-
-/* Dimensions of an activation: N, C, H, W (dense: C = features, H = W = 1). */
-typedef struct dims {
-    int64_t c, h, w;
-} dims;
-
-static dims dims_of(const lprogram *p, int value)
-{
-    const ir_value *v = &p->g->values[value];
-    dims d = {v->shape.d[1], 1, 1};
-    if (v->shape.ndim == 4) {
-        d.h = v->shape.d[2];
-        d.w = v->shape.d[3];
-    }
-    return d;
-}
-
-/* ((i*C + c)*H + h)*W + w */
-static lexpr *at4(lprogram *p, dims d, lexpr *i, lexpr *c, lexpr *h, lexpr *w)
-{
-    return lx_madd(p, lx_madd(p, lx_madd(p, i, d.c, c), d.h, h), d.w, w);
-}
-
-static lexpr *V(lprogram *p, int var)
-{
-    return lx_var(p, var);
-}
-
-static lexpr *I(lprogram *p, int64_t v)
-{
-    return lx_int(p, v);
-}
-
-/* `for name in [0, extent)` nested in parent; returns the loop body. */
-static lstmt *loop(lprogram *p, lstmt *parent, const char *name, int64_t extent, int *var)
-{
-    return ls_for(p, parent, name, lx_int(p, extent), var)->body;
-}
-
-static lstmt *loop_n(lprogram *p, lstmt *parent, int *var)
-{
-    return ls_for(p, parent, "i", lx_n(p), var)->body;
-}
+#include "lower.h"
 
 /* Input coordinate of output coordinate o and kernel tap r along an axis;
  * wraps body in a bounds check when padding can make it fall outside. */
@@ -265,14 +221,6 @@ void lower_dense_bwd_weight(lprogram *p, const ir_node *n)
 
 /* ---- element-wise ------------------------------------------------------------------------ */
 
-/* for e in [0, n * row): out[e] = f(e) — the body is built by the caller. */
-static lstmt *elementwise(lprogram *p, const ir_node *n, int *e)
-{
-    int64_t row = ir_row_size(&p->g->values[n->out[0]]);
-    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
-    return ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), e)->body;
-}
-
 void lower_relu(lprogram *p, const ir_node *n)
 {
     int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
@@ -370,14 +318,6 @@ void lower_maxpool(lprogram *p, const ir_node *n)
              V(p, m), 0);
 }
 
-/* dx = 0 over the first n examples. */
-static void zero_fill(lprogram *p, lkernel *k, int buf, int64_t row)
-{
-    int e;
-    lstmt *b = ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), &e)->body;
-    ls_store(p, b, buf, V(p, e), lx_float(p, 0), 0);
-}
-
 void lower_maxpool_bwd(lprogram *p, const ir_node *n)
 {
     /* inputs: dy, x; output dx */
@@ -429,14 +369,6 @@ void lower_avgpool_bwd(lprogram *p, const ir_node *n)
 
 /* ---- loss ------------------------------------------------------------------------------------ */
 
-/* The label of example i, clamped into [0, classes) so that a bad label can
- * never address memory outside the row (the runtime validates labels). */
-static lexpr *label_of(lprogram *p, int blabels, int i, int64_t classes)
-{
-    lexpr *l = lx_load(p, blabels, V(p, i));
-    return lx_bin(p, LX_MIN, lx_bin(p, LX_MAX, l, I(p, 0)), I(p, classes - 1));
-}
-
 /* loss = mean over i < n of -log softmax(z_i)[label_i]; probs = softmax(z). */
 void lower_softmax_xent(lprogram *p, const ir_node *n)
 {
@@ -464,13 +396,24 @@ void lower_softmax_xent(lprogram *p, const ir_node *n)
     at = lx_madd(p, V(p, i), classes, V(p, j));
     ls_store(p, b, bp, at, lx_div(p, lx_load(p, bp, at), V(p, sum)), 0);
     lexpr *zl = lx_load(p, bz, lx_madd(p, V(p, i), classes, label_of(p, bl, i, classes)));
+    double eps = n->attr.alpha; /* label smoothing */
+    if (eps > 0) {
+        /* target (1 - eps) onehot + eps/K: loss = lse - (1 - eps) z_label - eps/K sum_j z_j */
+        int zsum = lp_var(p, "zsum", LT_FLOAT, 0);
+        ls_set(p, row, zsum, lx_float(p, 0));
+        b = loop(p, row, "j", classes, &j);
+        ls_set(p, b, zsum,
+               lx_add(p, V(p, zsum), lx_load(p, bz, lx_madd(p, V(p, i), classes, V(p, j)))));
+        zl = lx_add(p, lx_mul(p, lx_float(p, 1 - eps), zl),
+                    lx_mul(p, lx_float(p, eps / (double)classes), V(p, zsum)));
+    }
     lexpr *nll = lx_sub(p, lx_add(p, lx_un(p, LX_LOG, V(p, sum)), V(p, m)), zl);
     ls_set(p, row, total, lx_add(p, V(p, total), nll));
     ls_store(p, k->body, bloss, I(p, 0), lx_div(p, V(p, total), lx_un(p, LX_TOFLOAT, lx_n(p))),
              0);
 }
 
-/* dz = (probs - onehot(label)) / n */
+/* dz = (probs - target) / n, target = (1 - eps) onehot(label) + eps / K */
 void lower_softmax_xent_bwd(lprogram *p, const ir_node *n)
 {
     int64_t classes = dims_of(p, n->in[0]).c;
@@ -484,7 +427,9 @@ void lower_softmax_xent_bwd(lprogram *p, const ir_node *n)
     ls_set(p, row, lbl, label_of(p, bl, i, classes));
     lstmt *b = loop(p, row, "j", classes, &j);
     lexpr *at = lx_madd(p, V(p, i), classes, V(p, j));
-    lexpr *hot = lx_select(p, lx_bin(p, LX_EQ, V(p, j), V(p, lbl)), lx_float(p, 1), lx_float(p, 0));
+    double eps = n->attr.alpha, off = eps / (double)classes;
+    lexpr *hot = lx_select(p, lx_bin(p, LX_EQ, V(p, j), V(p, lbl)), lx_float(p, 1 - eps + off),
+                           lx_float(p, off));
     ls_store(p, b, bdz, at, lx_mul(p, lx_sub(p, lx_load(p, bp, at), hot), V(p, inv)), 0);
 }
 

@@ -56,8 +56,8 @@ int64_t memplan(ir_graph *g, int reuse)
     for (int v = 0; v < nv; v++) {
         const ir_value *val = &g->values[v];
         index[v] = -1;
-        if (val->kind != VAL_ACT || val->alias >= 0)
-            continue;
+        if (val->kind != VAL_ACT || val->alias >= 0 || val->producer < 0)
+            continue; /* not in the arena, a view, or left over by a rewrite */
         int start = val->producer >= 0 ? val->producer : 0;
         iv[count] = (interval){v, start, start, align64(ir_shape_size(val->shape) * 4)};
         index[v] = count++;

@@ -70,6 +70,18 @@ static int64_t flops_softmax(const ir_graph *g, const ir_node *n)
     return 5 * ir_row_size(in_val(g, n, 0));
 }
 
+/* Statistics, normalization: a few passes over the input. */
+static int64_t flops_bn(const ir_graph *g, const ir_node *n)
+{
+    return 6 * ir_row_size(in_val(g, n, n->op == OP_BATCHNORM_BWD ? 1 : 0));
+}
+
+/* Transcendental activations cost more than one operation; count ten. */
+static int64_t flops_act(const ir_graph *g, const ir_node *n)
+{
+    return (n->attr.act == ACT_LEAKY_RELU ? 1 : 10) * ir_row_size(out_val(g, n));
+}
+
 const op_info op_table[OP_COUNT] = {
     [OP_INPUT] = {"input", NULL, NULL, lower_nothing, NULL},
     [OP_CONV2D] = {"conv2d", infer_conv2d, grad_conv2d, lower_conv2d, flops_conv},
@@ -94,4 +106,23 @@ const op_info op_table[OP_COUNT] = {
     [OP_MAXPOOL_BWD] = {"maxpool_bwd", NULL, NULL, lower_maxpool_bwd, flops_pool},
     [OP_AVGPOOL_BWD] = {"avgpool_bwd", NULL, NULL, lower_avgpool_bwd, flops_pool},
     [OP_COPY] = {"copy", NULL, NULL, lower_copy, NULL},
+    [OP_BATCHNORM] = {"batchnorm", infer_batchnorm, grad_batchnorm, lower_batchnorm, flops_bn},
+    [OP_BATCHNORM_EVAL] = {"batchnorm_eval", infer_batchnorm, NULL, lower_batchnorm_eval,
+                           flops_elementwise},
+    [OP_BN_FOLD] = {"bn_fold", NULL, NULL, lower_bn_fold, NULL},
+    [OP_BATCHNORM_BWD] = {"batchnorm_bwd", NULL, NULL, lower_batchnorm_bwd, flops_bn},
+    [OP_DROPOUT] = {"dropout", infer_same, grad_dropout, lower_dropout, flops_elementwise},
+    [OP_DROPOUT_BWD] = {"dropout_bwd", NULL, NULL, lower_dropout_bwd, flops_elementwise},
+    [OP_CONCAT] = {"concat", infer_concat, grad_concat, lower_concat, NULL},
+    [OP_SLICE] = {"slice", NULL, NULL, lower_slice, NULL},
+    [OP_GLOBAL_AVGPOOL] = {"global_avgpool", infer_global_avgpool, grad_global_avgpool,
+                           lower_global_avgpool, flops_input},
+    [OP_GLOBAL_AVGPOOL_BWD] = {"global_avgpool_bwd", NULL, NULL, lower_global_avgpool_bwd,
+                               flops_elementwise},
+    [OP_ACT] = {"act", infer_same, grad_act, lower_act, flops_act},
+    [OP_ACT_BWD] = {"act_bwd", NULL, NULL, lower_act_bwd, flops_act},
+    [OP_SOFTMAX] = {"softmax", infer_flat, grad_softmax, lower_softmax, flops_softmax},
+    [OP_SOFTMAX_BWD] = {"softmax_bwd", NULL, NULL, lower_softmax_bwd, flops_elementwise},
+    [OP_MSE_LOSS] = {"mse_loss", NULL, grad_mse_loss, lower_mse_loss, flops_input},
+    [OP_MSE_LOSS_BWD] = {"mse_loss_bwd", NULL, NULL, lower_mse_loss_bwd, flops_elementwise},
 };

@@ -80,6 +80,8 @@ static const opt_spec conv2d_opts[] = {
     INIT_OPTS("init", "weight initializer"),
     INIT_OPTS("bias_init", "bias initializer"),
     OPT("in_channels", OPT_INT, "0", 0, 1 << 16, "checked against the input"),
+    OPT("dilation", OPT_SIZE2, "1", 1, 1024, "spacing of the kernel taps"),
+    OPT("groups", OPT_INT, "1", 1, 1 << 16, "channel groups (= channels: depthwise)"),
     {0}};
 static const opt_spec dense_opts[] = {
     OPT("units", OPT_INT, NULL, 1, 1 << 24, "output features"),
@@ -94,24 +96,54 @@ static const opt_spec pool_opts[] = {
     OPT("padding", OPT_PADDING, "0", 0, 1024, "padding"),
     {0}};
 
+static const opt_spec batchnorm_opts[] = {
+    OPT("momentum", OPT_FLOAT, "0.1", 0, 1, "weight of a batch in the running statistics"),
+    OPT("eps", OPT_FLOAT, "1e-5", 0, 1, "added to the variance"),
+    {0}};
+static const opt_spec dropout_opts[] = {
+    OPT("p", OPT_FLOAT, "0.5", 0, 0.999999, "probability of zeroing an element"),
+    {0}};
+static const opt_spec leaky_opts[] = {
+    OPT("slope", OPT_FLOAT, "0.01", 0, 1e6, "slope for negative inputs"),
+    {0}};
+static const opt_spec xent_opts[] = {
+    OPT("label_smoothing", OPT_FLOAT, "0", 0, 1, "weight of the uniform target"),
+    {0}};
+
 typedef struct layer_spec {
     const char *name; /* as written in a .cnn file */
     op_kind op;
     int min_in, max_in;
     const opt_spec *opts;
+    int act;          /* OP_ACT: enum act_kind */
 } layer_spec;
 
 static const layer_spec layer_specs[] = {
-    {"input", OP_INPUT, 0, 0, input_opts},
-    {"conv2d", OP_CONV2D, 1, 1, conv2d_opts},
-    {"dense", OP_DENSE, 1, 1, dense_opts},
-    {"relu", OP_RELU, 1, 1, no_opts},
-    {"maxpool", OP_MAXPOOL, 1, 1, pool_opts},
-    {"avgpool", OP_AVGPOOL, 1, 1, pool_opts},
-    {"flatten", OP_FLATTEN, 1, 1, no_opts},
-    {"add", OP_ADD, 2, 2, no_opts},
-    {"softmax_cross_entropy", OP_SOFTMAX_XENT, 1, 1, no_opts},
+    {"input", OP_INPUT, 0, 0, input_opts, 0},
+    {"conv2d", OP_CONV2D, 1, 1, conv2d_opts, 0},
+    {"dense", OP_DENSE, 1, 1, dense_opts, 0},
+    {"relu", OP_RELU, 1, 1, no_opts, 0},
+    {"leaky_relu", OP_ACT, 1, 1, leaky_opts, ACT_LEAKY_RELU},
+    {"sigmoid", OP_ACT, 1, 1, no_opts, ACT_SIGMOID},
+    {"tanh", OP_ACT, 1, 1, no_opts, ACT_TANH},
+    {"gelu", OP_ACT, 1, 1, no_opts, ACT_GELU},
+    {"maxpool", OP_MAXPOOL, 1, 1, pool_opts, 0},
+    {"avgpool", OP_AVGPOOL, 1, 1, pool_opts, 0},
+    {"global_avgpool", OP_GLOBAL_AVGPOOL, 1, 1, no_opts, 0},
+    {"batchnorm", OP_BATCHNORM, 1, 1, batchnorm_opts, 0},
+    {"dropout", OP_DROPOUT, 1, 1, dropout_opts, 0},
+    {"flatten", OP_FLATTEN, 1, 1, no_opts, 0},
+    {"add", OP_ADD, 2, 2, no_opts, 0},
+    {"concat", OP_CONCAT, 2, 8, no_opts, 0},
+    {"softmax", OP_SOFTMAX, 1, 1, no_opts, 0},
+    {"softmax_cross_entropy", OP_SOFTMAX_XENT, 1, 1, xent_opts, 0},
+    {"mse", OP_MSE_LOSS, 1, 1, no_opts, 0},
     {0}};
+
+static int is_loss(op_kind op)
+{
+    return op == OP_SOFTMAX_XENT || op == OP_MSE_LOSS;
+}
 
 static const opt_spec network_settings[] = {
     OPT("classes", OPT_INT, "0", 1, 1 << 24, "number of classes (checked)"),
@@ -311,6 +343,8 @@ static void decode_layer(layer *l, const json_t *o)
         a->filters = opt_int(o, "filters");
         get_pair(o, "kernel", a->kernel);
         get_pair(o, "stride", a->stride);
+        get_pair(o, "dilation", a->dilation);
+        a->groups = opt_int(o, "groups");
         get_padding(o, a);
         a->bias = opt_bool(o, "bias");
         a->expect_in = opt_int(o, "in_channels");
@@ -334,6 +368,20 @@ static void decode_layer(layer *l, const json_t *o)
             get_pair(o, "stride", a->stride);
         }
         get_padding(o, a);
+        break;
+    case OP_BATCHNORM:
+        a->momentum = opt_real(o, "momentum");
+        a->eps = opt_real(o, "eps");
+        break;
+    case OP_DROPOUT:
+        a->alpha = opt_real(o, "p");
+        break;
+    case OP_ACT:
+        if (l->attr.act == ACT_LEAKY_RELU)
+            a->alpha = opt_real(o, "slope");
+        break;
+    case OP_SOFTMAX_XENT:
+        a->alpha = opt_real(o, "label_smoothing");
         break;
     default:
         break;
@@ -552,6 +600,8 @@ static void add_layer(network *net, const ast_block *b, int stmt, arena *a, diag
         json_decref(opts);
         return;
     }
+    l.attr.act = spec->act;
+    l.attr.salt = net->nlayers;
     decode_layer(&l, opts);
     if (l.op == OP_INPUT) {
         l.attr.chw[0] = opt_int(opts, "channels");
@@ -560,7 +610,7 @@ static void add_layer(network *net, const ast_block *b, int stmt, arena *a, diag
     }
     json_decref(opts);
     for (int i = 0; i < l.ninputs; i++)
-        if (net->layers[l.inputs[i]].op == OP_SOFTMAX_XENT) {
+        if (is_loss(net->layers[l.inputs[i]].op)) {
             src_error(d, l.input_locs[i], "the loss '%s' cannot be the input of a layer",
                       net->layers[l.inputs[i]].name);
             return;
@@ -599,9 +649,9 @@ static void check_endpoints(network *net, const ast_block *b, diag *d, int error
 {
     net->input = net->loss = -1;
     for (int i = 0; i < net->nlayers; i++) {
-        int *slot = net->layers[i].op == OP_INPUT          ? &net->input
-                    : net->layers[i].op == OP_SOFTMAX_XENT ? &net->loss
-                                                           : NULL;
+        int *slot = net->layers[i].op == OP_INPUT ? &net->input
+                    : is_loss(net->layers[i].op)  ? &net->loss
+                                                  : NULL;
         if (!slot)
             continue;
         if (*slot >= 0) {

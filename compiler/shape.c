@@ -149,6 +149,16 @@ int infer_conv2d(ir_graph *g, ir_node *n, diag *d)
         note_producer(g, n, 0, d);
         return -1;
     }
+    if (c % a->groups != 0 || a->filters % a->groups != 0) {
+        int filters = c % a->groups == 0;
+        src_error(d, filters ? node_layer(g, n)->op_loc : input_loc(g, n, 0),
+                  "conv2d '%s' has groups = %d, which does not divide %s %" PRId64, n->name,
+                  a->groups, filters ? "its filters," : "the input channels of", 
+                  filters ? (int64_t)a->filters : c);
+        if (!filters)
+            note_producer(g, n, 0, d);
+        return -1;
+    }
     int64_t oh, ow;
     if (window_shape(g, n, "conv2d", d, &oh, &ow))
         return -1;
@@ -257,5 +267,93 @@ int infer_add(ir_graph *g, ir_node *n, diag *d)
         return -1;
     }
     add_output(g, n, a);
+    return 0;
+}
+
+/* Batch normalization over N (and H, W) per channel: gamma (weight), beta
+ * (bias) and the running statistics as parameters, PyTorch's names and
+ * initial values.  In training mode it also outputs the batch mean and
+ * 1/sqrt(var + eps) per channel, which the backward pass reads. */
+int infer_batchnorm(ir_graph *g, ir_node *n, diag *d)
+{
+    const ir_value *x = &g->values[n->in[0]];
+    if (x->shape.ndim != 4 && x->shape.ndim != 2) {
+        src_error(d, input_loc(g, n, 0), "batchnorm '%s' needs an image or a vector input",
+                  n->name);
+        return -1;
+    }
+    int64_t c = x->shape.d[1];
+    ir_shape cs = {1, {c, 1, 1, 1}};
+    static const struct {
+        const char *suffix;
+        int kind;
+        unsigned flags;
+        int init;
+    } slots[4] = {{"weight", CNN_PARAM_WEIGHT, CNN_PARAM_TRAINABLE, CNN_INIT_ONES},
+                  {"bias", CNN_PARAM_BIAS, CNN_PARAM_TRAINABLE, CNN_INIT_ZEROS},
+                  {"running_mean", CNN_PARAM_RUNNING_MEAN, 0, CNN_INIT_ZEROS},
+                  {"running_var", CNN_PARAM_RUNNING_VAR, 0, CNN_INIT_ONES}};
+    for (int i = 0; i < 4; i++) {
+        init_spec init = {slots[i].init, 0, 0, 1};
+        int p = graph_add_param(g, n->layer, slots[i].suffix, slots[i].kind, slots[i].flags, cs,
+                                c, c, init);
+        ir_node_input(g, (int)(n - g->nodes), g->params[p].value);
+    }
+    add_output(g, n, x->shape);
+    if (g->mode == GRAPH_TRAIN)
+        for (int i = 0; i < 2; i++) {
+            int v = ir_add_value(g, arena_printf(g->a, "%s.%s", n->name, i ? "invstd" : "mean"),
+                                 VAL_ACT, DT_F32, cs);
+            ir_node_output(g, (int)(n - g->nodes), v);
+        }
+    return 0;
+}
+
+/* Channels stacked: every input has the same batch and spatial size. */
+int infer_concat(ir_graph *g, ir_node *n, diag *d)
+{
+    ir_shape s = g->values[n->in[0]].shape;
+    int64_t channels = 0;
+    for (int i = 0; i < n->nin; i++) {
+        ir_shape t = g->values[n->in[i]].shape;
+        if (t.ndim != s.ndim || (s.ndim == 4 && (t.d[2] != s.d[2] || t.d[3] != s.d[3]))) {
+            src_error(d, input_loc(g, n, i),
+                      "concat '%s' joins channels of inputs of the same size, but '%s' "
+                      "produces %s and '%s' produces %s",
+                      n->name, input_layer(g, n, 0)->name, example_shape(g, n->in[0]),
+                      input_layer(g, n, i)->name, example_shape(g, n->in[i]));
+            note_producer(g, n, 0, d);
+            note_producer(g, n, i, d);
+            return -1;
+        }
+        channels += t.d[1];
+    }
+    s.d[1] = channels;
+    add_output(g, n, s);
+    return 0;
+}
+
+/* The mean of each channel: [N, C, H, W] -> [N, C]. */
+int infer_global_avgpool(ir_graph *g, ir_node *n, diag *d)
+{
+    if (need_image(g, n, "global_avgpool", d))
+        return -1;
+    add_output(g, n, ir_shape2(g->batch, g->values[n->in[0]].shape.d[1]));
+    return 0;
+}
+
+/* Ops on one vector per example: softmax. */
+int infer_flat(ir_graph *g, ir_node *n, diag *d)
+{
+    const ir_value *x = &g->values[n->in[0]];
+    if (x->shape.ndim != 2) {
+        const layer *p = input_layer(g, n, 0);
+        src_error(d, input_loc(g, n, 0),
+                  "%s '%s' needs one vector per example, but '%s' produces %s; flatten it "
+                  "first", op_name(n->op), n->name, p->name, example_shape(g, n->in[0]));
+        note_producer(g, n, 0, d);
+        return -1;
+    }
+    add_output(g, n, x->shape);
     return 0;
 }

@@ -69,6 +69,64 @@ const net_case test_nets[] = {
      "  d = dense(f, units = 6)\n"
      "  loss = softmax_cross_entropy(d)\n"
      "}\n" TRAIN_BLOCK},
+    {"batchnorm",
+     "network batchnorm {\n"
+     "  x = input(3, 9, 7)\n"
+     "  a = conv2d(x, filters = 5, kernel = 3, padding = 1)\n"
+     "  b = batchnorm(a)\n"
+     "  r = relu(b)\n"
+     "  c = conv2d(r, filters = 5, kernel = 3, stride = 2, padding = 1, bias = false)\n"
+     "  d = batchnorm(c, momentum = 0.3, eps = 1e-3)\n"
+     "  e = conv2d(r, filters = 5, kernel = 1, stride = 2)\n"
+     "  s = add(d, e)\n"
+     "  t = batchnorm(s)\n"
+     "  f = flatten(t)\n"
+     "  h = dense(f, units = 6)\n"
+     "  hb = batchnorm(h)\n"
+     "  o = dense(hb, units = 4)\n"
+     "  loss = softmax_cross_entropy(o)\n"
+     "}\n" TRAIN_BLOCK},
+    {"dropout_acts",
+     "network dropout_acts {\n"
+     "  x = input(2, 4, 5)\n"
+     "  f = flatten(x)\n"
+     "  a = dense(f, units = 17)\n"
+     "  b = dropout(a, p = 0.3)\n"
+     "  c = leaky_relu(b, slope = 0.1)\n"
+     "  d = dense(c, units = 9)\n"
+     "  e = sigmoid(d)\n"
+     "  g = dense(e, units = 9)\n"
+     "  h = tanh(g)\n"
+     "  i = gelu(h)\n"
+     "  j = dropout(i, p = 0.5)\n"
+     "  k = dense(j, units = 5)\n"
+     "  loss = softmax_cross_entropy(k, label_smoothing = 0.1)\n"
+     "}\n" TRAIN_BLOCK},
+    {"concat_gap_mse",
+     "network concat_gap_mse {\n"
+     "  x = input(3, 6, 5)\n"
+     "  a = conv2d(x, filters = 4, kernel = 3, padding = same)\n"
+     "  b = conv2d(x, filters = 2, kernel = 1)\n"
+     "  c = concat(a, b, x)\n"
+     "  r = relu(c)\n"
+     "  g = global_avgpool(r)\n"
+     "  d = dense(g, units = 7)\n"
+     "  s = softmax(d)\n"
+     "  o = dense(s, units = 3)\n"
+     "  loss = mse(o)\n"
+     "}\n" TRAIN_BLOCK},
+    {"groups_dilation",
+     "network groups_dilation {\n"
+     "  x = input(6, 17, 13)\n"
+     "  a = conv2d(x, filters = 4, kernel = 3, groups = 2, dilation = 2, padding = 2)\n"
+     "  b = conv2d(a, filters = 4, kernel = [3, 1], groups = 4, padding = [1, 0])\n"
+     "  c = conv2d(b, filters = 3, kernel = 7, stride = 3, padding = 3)\n"
+     "  d = conv2d(c, filters = 6, kernel = 1, groups = 3, bias = false)\n"
+     "  e = conv2d(d, filters = 5, kernel = [2, 3], stride = [2, 3], dilation = [2, 1])\n"
+     "  f = flatten(e)\n"
+     "  o = dense(f, units = 3)\n"
+     "  loss = softmax_cross_entropy(o)\n"
+     "}\n" TRAIN_BLOCK},
 };
 
 const int test_net_count = (int)(sizeof test_nets / sizeof test_nets[0]);

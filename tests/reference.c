@@ -20,9 +20,10 @@ typedef struct ref {
     int n;
     float **val;      /* per value */
     int32_t *labels;
-    const float *params;
+    float *params;    /* written by batch norm (running statistics) */
     float *grads;
     double loss;
+    uint64_t seed, step; /* dropout's stream */
 } ref;
 
 typedef struct d4 {
@@ -339,7 +340,12 @@ static void softmax_xent(ref *r, const ir_node *n)
             s += exp(z[i * k + j] - m);
         for (int64_t j = 0; j < k; j++)
             probs[i * k + j] = (float)(exp(z[i * k + j] - m) / s);
-        total += log(s) + m - z[i * k + r->labels[i]];
+        /* cross-entropy against (1 - eps) onehot + eps / K */
+        double eps = n->attr.alpha;
+        for (int64_t j = 0; j < k; j++) {
+            double target = (1 - eps) * (j == r->labels[i]) + eps / (double)k;
+            total += target * (log(s) + m - z[i * k + j]);
+        }
     }
     r->loss = total / r->n;
     OUT(r, n)[0] = (float)r->loss;
@@ -350,9 +356,268 @@ static void softmax_xent_bwd(ref *r, const ir_node *n)
     int64_t k = dims(r, n->in[0]).c;
     for (int i = 0; i < r->n; i++)
         for (int64_t j = 0; j < k; j++) {
-            double g = V(r, n, 0)[i * k + j] - (j == r->labels[i] ? 1.0 : 0.0);
-            OUT(r, n)[i * k + j] = (float)(g / r->n);
+            double eps = n->attr.alpha;
+            double target = (1 - eps) * (j == r->labels[i]) + eps / (double)k;
+            OUT(r, n)[i * k + j] = (float)((V(r, n, 0)[i * k + j] - target) / r->n);
         }
+}
+
+/* ---- layers of modern CNNs ------------------------------------------------------ */
+
+static int64_t hw_of(d4 d)
+{
+    return d.h * d.w;
+}
+
+/* Batch norm in training mode: statistics in double, running statistics
+ * updated in the parameter array (momentum, unbiased variance). */
+static void batchnorm(ref *r, const ir_node *n)
+{
+    d4 d = dims(r, n->in[0]);
+    const float *x = V(r, n, 0), *gamma = V(r, n, 1), *beta = V(r, n, 2);
+    float *rm = V(r, n, 3), *rv = V(r, n, 4);
+    double m = (double)r->n * hw_of(d), mom = n->attr.momentum;
+    for (int64_t c = 0; c < d.c; c++) {
+        double sum = 0, sq = 0;
+        for (int i = 0; i < r->n; i++)
+            for (int64_t e = 0; e < hw_of(d); e++)
+                sum += x[(i * d.c + c) * hw_of(d) + e];
+        double mean = sum / m;
+        for (int i = 0; i < r->n; i++)
+            for (int64_t e = 0; e < hw_of(d); e++) {
+                double dev = x[(i * d.c + c) * hw_of(d) + e] - mean;
+                sq += dev * dev;
+            }
+        double var = sq / m, invstd = 1 / sqrt(var + n->attr.eps);
+        r->val[n->out[1]][c] = (float)mean;
+        r->val[n->out[2]][c] = (float)invstd;
+        rm[c] = (float)(mom * mean + (1 - mom) * rm[c]);
+        rv[c] = (float)(mom * sq / (m > 1 ? m - 1 : 1) + (1 - mom) * rv[c]);
+        for (int i = 0; i < r->n; i++)
+            for (int64_t e = 0; e < hw_of(d); e++) {
+                int64_t at = (i * d.c + c) * hw_of(d) + e;
+                OUT(r, n)[at] = (float)((x[at] - mean) * invstd * gamma[c] + beta[c]);
+            }
+    }
+}
+
+/* The textbook gradient of batch norm, from x-hat, in double. */
+static void batchnorm_bwd(ref *r, const ir_node *n)
+{
+    d4 d = dims(r, n->in[1]);
+    const float *dy = V(r, n, 0), *x = V(r, n, 1), *gamma = V(r, n, 2);
+    const float *mean = V(r, n, 3), *invstd = V(r, n, 4);
+    float *dx = r->val[n->out[0]], *dg = r->val[n->out[1]], *db = r->val[n->out[2]];
+    double m = (double)r->n * hw_of(d);
+    for (int64_t c = 0; c < d.c; c++) {
+        double sdy = 0, sdyx = 0;
+        for (int i = 0; i < r->n; i++)
+            for (int64_t e = 0; e < hw_of(d); e++) {
+                int64_t at = (i * d.c + c) * hw_of(d) + e;
+                double xhat = ((double)x[at] - mean[c]) * invstd[c];
+                sdy += dy[at];
+                sdyx += dy[at] * xhat;
+            }
+        dg[c] = (float)sdyx;
+        db[c] = (float)sdy;
+        for (int i = 0; i < r->n; i++)
+            for (int64_t e = 0; e < hw_of(d); e++) {
+                int64_t at = (i * d.c + c) * hw_of(d) + e;
+                double xhat = ((double)x[at] - mean[c]) * invstd[c];
+                dx[at] = (float)(gamma[c] * invstd[c] / m * (m * dy[at] - sdy - xhat * sdyx));
+            }
+    }
+}
+
+/* Evaluation mode, straight from the definition (also what a folded
+ * convolution must reproduce). */
+static void batchnorm_eval(ref *r, const ir_node *n)
+{
+    d4 d = dims(r, n->in[0]);
+    const float *x = V(r, n, 0), *gamma = V(r, n, 1), *beta = V(r, n, 2);
+    const float *rm = V(r, n, 3), *rv = V(r, n, 4);
+    for (int i = 0; i < r->n; i++)
+        for (int64_t c = 0; c < d.c; c++)
+            for (int64_t e = 0; e < hw_of(d); e++) {
+                int64_t at = (i * d.c + c) * hw_of(d) + e;
+                OUT(r, n)[at] = (float)(((double)x[at] - rm[c]) / sqrt((double)rv[c] + n->attr.eps) *
+                                            gamma[c] + beta[c]);
+            }
+}
+
+/* The folded weights, in double. */
+static void bn_fold(ref *r, const ir_node *n)
+{
+    const ir_value *w = &r->g->values[n->in[0]];
+    int64_t k = w->shape.d[0], per = ir_shape_size(w->shape) / k;
+    const float *wt = V(r, n, 0), *gamma = V(r, n, 1), *beta = V(r, n, 2);
+    const float *rm = V(r, n, 3), *rv = V(r, n, 4), *b = n->nin > 5 ? V(r, n, 5) : NULL;
+    for (int64_t f = 0; f < k; f++) {
+        double s = gamma[f] / sqrt((double)rv[f] + n->attr.eps);
+        r->val[n->out[1]][f] = (float)(((b ? b[f] : 0.0) - rm[f]) * s + beta[f]);
+        for (int64_t j = 0; j < per; j++)
+            OUT(r, n)[f * per + j] = (float)(wt[f * per + j] * s);
+    }
+}
+
+/* SplitMix64's finalizer; the dropout stream of lower_layers.c. */
+static uint64_t mix(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void dropout(ref *r, const ir_node *n)
+{
+    uint64_t key = mix(mix(r->seed ^ ((uint64_t)n->attr.salt * 0xD1B54A32D192ED03ull)) + r->step);
+    double p = n->attr.alpha;
+    float scale = (float)(1.0 / (1.0 - p));
+    const float *x = V(r, n, 0);
+    for (int64_t e = 0; e < count_of(r, n->out[0]); e++) {
+        double u = (double)(mix(key + (uint64_t)e) >> 40) / 16777216.0;
+        OUT(r, n)[e] = u >= p ? x[e] * scale : 0.0f;
+    }
+}
+
+static void concat(ref *r, const ir_node *n)
+{
+    d4 y = dims(r, n->out[0]);
+    int64_t off = 0;
+    for (int j = 0; j < n->nin; j++) {
+        d4 x = dims(r, n->in[j]);
+        for (int i = 0; i < r->n; i++)
+            memcpy(OUT(r, n) + (i * y.c + off) * hw_of(y), V(r, n, j) + i * x.c * hw_of(x),
+                   sizeof(float) * (size_t)(x.c * hw_of(x)));
+        off += x.c;
+    }
+}
+
+static void slice(ref *r, const ir_node *n)
+{
+    d4 y = dims(r, n->in[0]), x = dims(r, n->out[0]);
+    for (int i = 0; i < r->n; i++)
+        memcpy(OUT(r, n) + i * x.c * hw_of(x), V(r, n, 0) + (i * y.c + n->attr.offset) * hw_of(y),
+               sizeof(float) * (size_t)(x.c * hw_of(x)));
+}
+
+static void global_avgpool(ref *r, const ir_node *n)
+{
+    d4 x = dims(r, n->in[0]);
+    for (int i = 0; i < r->n; i++)
+        for (int64_t c = 0; c < x.c; c++) {
+            double s = 0;
+            for (int64_t e = 0; e < hw_of(x); e++)
+                s += V(r, n, 0)[(i * x.c + c) * hw_of(x) + e];
+            OUT(r, n)[i * x.c + c] = (float)(s / (double)hw_of(x));
+        }
+}
+
+static void global_avgpool_bwd(ref *r, const ir_node *n)
+{
+    d4 x = dims(r, n->out[0]);
+    for (int i = 0; i < r->n; i++)
+        for (int64_t c = 0; c < x.c; c++)
+            for (int64_t e = 0; e < hw_of(x); e++)
+                OUT(r, n)[(i * x.c + c) * hw_of(x) + e] =
+                    (float)(V(r, n, 0)[i * x.c + c] / (double)hw_of(x));
+}
+
+static double act_value(int kind, double slope, double x)
+{
+    switch (kind) {
+    case ACT_LEAKY_RELU:
+        return x > 0 ? x : x * slope;
+    case ACT_SIGMOID:
+        return 1 / (1 + exp(-x));
+    case ACT_TANH:
+        return tanh(x);
+    default: /* gelu */
+        return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+    }
+}
+
+/* Derivatives from the definitions (not from the output, as the compiler does). */
+static double act_derivative(int kind, double slope, double x)
+{
+    double s;
+    switch (kind) {
+    case ACT_LEAKY_RELU:
+        return x > 0 ? 1 : slope;
+    case ACT_SIGMOID:
+        s = 1 / (1 + exp(-x));
+        return s * (1 - s);
+    case ACT_TANH:
+        return 1 - tanh(x) * tanh(x);
+    default:
+        return 0.5 * (1 + erf(x / sqrt(2.0))) + x * exp(-x * x / 2) / sqrt(2 * M_PI);
+    }
+}
+
+static void act(ref *r, const ir_node *n)
+{
+    for (int64_t e = 0; e < count_of(r, n->out[0]); e++)
+        OUT(r, n)[e] = (float)act_value(n->attr.act, n->attr.alpha, V(r, n, 0)[e]);
+}
+
+static void act_bwd(ref *r, const ir_node *n)
+{
+    for (int64_t e = 0; e < count_of(r, n->out[0]); e++)
+        OUT(r, n)[e] = (float)(V(r, n, 0)[e] * act_derivative(n->attr.act, n->attr.alpha,
+                                                              V(r, n, 1)[e]));
+}
+
+static void softmax(ref *r, const ir_node *n)
+{
+    int64_t k = dims(r, n->in[0]).c;
+    for (int i = 0; i < r->n; i++) {
+        const float *z = V(r, n, 0) + i * k;
+        double m = -INFINITY, s = 0;
+        for (int64_t j = 0; j < k; j++)
+            m = fmax(m, z[j]);
+        for (int64_t j = 0; j < k; j++)
+            s += exp(z[j] - m);
+        for (int64_t j = 0; j < k; j++)
+            OUT(r, n)[i * k + j] = (float)(exp(z[j] - m) / s);
+    }
+}
+
+/* The Jacobian of softmax applied to dy: dx_j = sum_l dy_l y_l (delta_jl - y_j). */
+static void softmax_bwd(ref *r, const ir_node *n)
+{
+    int64_t k = dims(r, n->in[0]).c;
+    for (int i = 0; i < r->n; i++) {
+        const float *dy = V(r, n, 0) + i * k, *y = V(r, n, 1) + i * k;
+        for (int64_t j = 0; j < k; j++) {
+            double s = 0;
+            for (int64_t l = 0; l < k; l++)
+                s += dy[l] * (double)y[l] * ((j == l) - (double)y[j]);
+            OUT(r, n)[i * k + j] = (float)s;
+        }
+    }
+}
+
+static void mse_loss(ref *r, const ir_node *n)
+{
+    int64_t k = dims(r, n->in[0]).c;
+    double total = 0;
+    for (int i = 0; i < r->n; i++)
+        for (int64_t j = 0; j < k; j++) {
+            double d = V(r, n, 0)[i * k + j] - (j == r->labels[i]);
+            total += d * d;
+        }
+    r->loss = total / ((double)r->n * k);
+    OUT(r, n)[0] = (float)r->loss;
+}
+
+static void mse_loss_bwd(ref *r, const ir_node *n)
+{
+    int64_t k = dims(r, n->in[0]).c;
+    for (int i = 0; i < r->n; i++)
+        for (int64_t j = 0; j < k; j++)
+            OUT(r, n)[i * k + j] =
+                (float)(2 * (V(r, n, 0)[i * k + j] - (j == r->labels[i])) / ((double)r->n * k));
 }
 
 typedef void (*ref_fn)(ref *r, const ir_node *n);
@@ -376,7 +641,25 @@ static const ref_fn ref_ops[OP_COUNT] = {
     [OP_MAXPOOL_BWD] = maxpool_bwd,
     [OP_AVGPOOL_BWD] = avgpool_bwd,
     [OP_COPY] = copy,
+    [OP_BATCHNORM] = batchnorm,
+    [OP_BATCHNORM_BWD] = batchnorm_bwd,
+    [OP_BATCHNORM_EVAL] = batchnorm_eval,
+    [OP_BN_FOLD] = bn_fold,
+    [OP_DROPOUT] = dropout,
+    [OP_DROPOUT_BWD] = dropout,
+    [OP_CONCAT] = concat,
+    [OP_SLICE] = slice,
+    [OP_GLOBAL_AVGPOOL] = global_avgpool,
+    [OP_GLOBAL_AVGPOOL_BWD] = global_avgpool_bwd,
+    [OP_ACT] = act,
+    [OP_ACT_BWD] = act_bwd,
+    [OP_SOFTMAX] = softmax,
+    [OP_SOFTMAX_BWD] = softmax_bwd,
+    [OP_MSE_LOSS] = mse_loss,
+    [OP_MSE_LOSS_BWD] = mse_loss_bwd,
 };
+
+uint64_t ref_seed, ref_step;
 
 int ref_has_op(op_kind op)
 {
@@ -387,7 +670,8 @@ int ref_run(const ir_graph *g, const float *params, float *grads, const float *x
             const int32_t *labels, int n, ref_result *out)
 {
     memset(out, 0, sizeof *out);
-    ref r = {g, n, calloc((size_t)g->nvalues, sizeof(float *)), NULL, params, grads, 0};
+    ref r = {g, n, calloc((size_t)g->nvalues, sizeof(float *)), NULL, (float *)params, grads, 0,
+             ref_seed, ref_step};
     char *owned = calloc((size_t)g->nvalues, 1);
     for (int v = 0; v < g->nvalues; v++) {
         const ir_value *val = &g->values[v];

@@ -26,6 +26,10 @@ int ref_run(const ir_graph *g, const float *params, float *grads, const float *x
             const int32_t *labels, int n, ref_result *out);
 void ref_result_free(ref_result *r);
 
+/* The context's seed and step counter that dropout reads (set before
+ * ref_run; the compiled code reads ctx->seed and ctx->step). */
+extern uint64_t ref_seed, ref_step;
+
 /* Whether op has a reference implementation (every op should). */
 int ref_has_op(op_kind op);
 

@@ -1,0 +1,79 @@
+/*
+ * lower.h — helpers shared by the lowering files (lower.c, lower_layers.c):
+ * tensor dimensions, NCHW indexing, and the loop shapes every op uses.
+ * Private to the compiler.
+ */
+#ifndef CNNC_LOWER_H
+#define CNNC_LOWER_H
+
+#include "cnnc.h"
+#include "ops_impl.h"
+
+/* Dimensions of an activation: N, C, H, W (dense: C = features, H = W = 1). */
+typedef struct dims {
+    int64_t c, h, w;
+} dims;
+
+static inline dims dims_of(const lprogram *p, int value)
+{
+    const ir_value *v = &p->g->values[value];
+    dims d = {v->shape.d[1], 1, 1};
+    if (v->shape.ndim == 4) {
+        d.h = v->shape.d[2];
+        d.w = v->shape.d[3];
+    }
+    return d;
+}
+
+/* ((i*C + c)*H + h)*W + w */
+static inline lexpr *at4(lprogram *p, dims d, lexpr *i, lexpr *c, lexpr *h, lexpr *w)
+{
+    return lx_madd(p, lx_madd(p, lx_madd(p, i, d.c, c), d.h, h), d.w, w);
+}
+
+static inline lexpr *V(lprogram *p, int var)
+{
+    return lx_var(p, var);
+}
+
+static inline lexpr *I(lprogram *p, int64_t v)
+{
+    return lx_int(p, v);
+}
+
+/* `for name in [0, extent)` nested in parent; returns the loop body. */
+static inline lstmt *loop(lprogram *p, lstmt *parent, const char *name, int64_t extent, int *var)
+{
+    return ls_for(p, parent, name, lx_int(p, extent), var)->body;
+}
+
+static inline lstmt *loop_n(lprogram *p, lstmt *parent, int *var)
+{
+    return ls_for(p, parent, "i", lx_n(p), var)->body;
+}
+
+/* for e in [0, n * row): out[e] = f(e) — the body is built by the caller. */
+static inline lstmt *elementwise(lprogram *p, const ir_node *n, int *e)
+{
+    int64_t row = ir_row_size(&p->g->values[n->out[0]]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    return ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), e)->body;
+}
+
+/* dx = 0 over the first n examples. */
+static inline void zero_fill(lprogram *p, lkernel *k, int buf, int64_t row)
+{
+    int e;
+    lstmt *b = ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), &e)->body;
+    ls_store(p, b, buf, V(p, e), lx_float(p, 0), 0);
+}
+
+/* The label of example i, clamped into [0, classes) so that a bad label can
+ * never address memory outside the row (the runtime validates labels). */
+static inline lexpr *label_of(lprogram *p, int blabels, int i, int64_t classes)
+{
+    lexpr *l = lx_load(p, blabels, V(p, i));
+    return lx_bin(p, LX_MIN, lx_bin(p, LX_MAX, l, I(p, 0)), I(p, classes - 1));
+}
+
+#endif

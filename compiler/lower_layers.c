@@ -1,0 +1,447 @@
+/*
+ * lower_layers.c — loop nests of the layers of modern CNNs: batch norm
+ * (training, evaluation, folded into a convolution), dropout, concat and
+ * its backward slice, global average pooling, activations, softmax and the
+ * mean-squared-error loss.  The conventions are lower.c's.
+ *
+ * Numerics follow PyTorch's CPU kernels where it matters for matching them
+ * step for step: batch-norm statistics accumulate in double, the output is
+ * x * alpha + beta with alpha = invstd * gamma and beta = bias - mean *
+ * alpha in float, the running variance uses the unbiased variance.
+ *
+ * Dropout draws its mask from a counter-based generator: element e of a
+ * step keeps its value when u(e) >= p, where
+ *     key  = mix(mix(seed ^ salt * K) + step),   u(e) = (mix(key + e) >> 40) / 2^24
+ * and mix is SplitMix64's finalizer.  The backward pass recomputes the same
+ * mask instead of storing it, and the reference interpreter
+ * (tests/reference.c) implements the same function.
+ */
+#include <math.h>
+
+#include "lower.h"
+
+/* ---- batch normalization --------------------------------------------------------- */
+
+/* Loops over the examples and pixels of channel c: for i in [0, n), e in
+ * [0, H*W); *at receives the flat index. */
+static lstmt *channel_loop(lprogram *p, lstmt *parent, dims d, int c, lexpr **at)
+{
+    int i, e;
+    lstmt *b = ls_for(p, parent, "i", lx_n(p), &i)->body;
+    b = ls_for(p, b, "e", I(p, d.h * d.w), &e)->body;
+    *at = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, d.h * d.w)), V(p, e));
+    return b;
+}
+
+static lexpr *dbl(lprogram *p, lexpr *x)
+{
+    return lx_un(p, LX_TODOUBLE, x);
+}
+
+static lexpr *flt(lprogram *p, lexpr *x)
+{
+    return lx_un(p, LX_TOFLOAT, x);
+}
+
+/* Training mode: batch statistics, running statistics, output. */
+void lower_batchnorm(lprogram *p, const ir_node *n)
+{
+    dims d = dims_of(p, n->in[0]);
+    int bx = lp_buf(p, n->in[0]), bg = lp_buf(p, n->in[1]), bb = lp_buf(p, n->in[2]);
+    int brm = lp_buf(p, n->in[3]), brv = lp_buf(p, n->in[4]);
+    int by = lp_buf(p, n->out[0]), bmean = lp_buf(p, n->out[1]), binv = lp_buf(p, n->out[2]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int c;
+    lstmt *b = loop(p, k->body, "c", d.c, &c);
+    int count = lp_var(p, "count", LT_DOUBLE, 0), sum = lp_var(p, "sum", LT_DOUBLE, 0);
+    int mean = lp_var(p, "mean", LT_DOUBLE, 0), var = lp_var(p, "var", LT_DOUBLE, 0);
+    int dev = lp_var(p, "dev", LT_DOUBLE, 0), inv = lp_var(p, "invstd", LT_DOUBLE, 0);
+    ls_set(p, b, count, dbl(p, lx_mul(p, lx_n(p), I(p, d.h * d.w))));
+    ls_set(p, b, sum, lx_double(p, 0));
+    lexpr *at;
+    lstmt *r = channel_loop(p, b, d, c, &at);
+    ls_set(p, r, sum, lx_add(p, V(p, sum), dbl(p, lx_load(p, bx, at))));
+    ls_set(p, b, mean, lx_div(p, V(p, sum), V(p, count)));
+    ls_set(p, b, sum, lx_double(p, 0));
+    r = channel_loop(p, b, d, c, &at);
+    ls_set(p, r, dev, lx_sub(p, dbl(p, lx_load(p, bx, at)), V(p, mean)));
+    ls_set(p, r, sum, lx_add(p, V(p, sum), lx_mul(p, V(p, dev), V(p, dev))));
+    ls_set(p, b, var, lx_div(p, V(p, sum), V(p, count)));
+    ls_set(p, b, inv, lx_div(p, lx_double(p, 1),
+                             lx_un(p, LX_SQRT, lx_add(p, V(p, var), lx_double(p, n->attr.eps)))));
+    ls_store(p, b, bmean, V(p, c), flt(p, V(p, mean)), 0);
+    ls_store(p, b, binv, V(p, c), flt(p, V(p, inv)), 0);
+    /* running = momentum * batch + (1 - momentum) * running, variance unbiased */
+    double m = n->attr.momentum;
+    lexpr *unbiased = lx_div(p, V(p, sum), lx_max(p, lx_sub(p, V(p, count), lx_double(p, 1)),
+                                                  lx_double(p, 1)));
+    ls_store(p, b, brm, V(p, c),
+             flt(p, lx_add(p, lx_mul(p, lx_double(p, m), V(p, mean)),
+                           lx_mul(p, lx_double(p, 1 - m), dbl(p, lx_load(p, brm, V(p, c)))))), 0);
+    ls_store(p, b, brv, V(p, c),
+             flt(p, lx_add(p, lx_mul(p, lx_double(p, m), unbiased),
+                           lx_mul(p, lx_double(p, 1 - m), dbl(p, lx_load(p, brv, V(p, c)))))), 0);
+    int alpha = lp_var(p, "alpha", LT_FLOAT, 0), beta = lp_var(p, "beta", LT_FLOAT, 0);
+    ls_set(p, b, alpha, lx_mul(p, lx_load(p, binv, V(p, c)), lx_load(p, bg, V(p, c))));
+    ls_set(p, b, beta, lx_sub(p, lx_load(p, bb, V(p, c)),
+                              lx_mul(p, lx_load(p, bmean, V(p, c)), V(p, alpha))));
+    r = channel_loop(p, b, d, c, &at);
+    ls_store(p, r, by, at, lx_add(p, lx_mul(p, lx_load(p, bx, at), V(p, alpha)), V(p, beta)), 0);
+}
+
+/* dx, dgamma, dbeta (PyTorch's formula):
+ *   sum = sum(dy), dotp = sum((x - mean) * dy)          (double)
+ *   dgamma = dotp * invstd, dbeta = sum
+ *   dx = (dy - sum/M - (x - mean) * dotp * invstd^2 / M) * invstd * gamma */
+void lower_batchnorm_bwd(lprogram *p, const ir_node *n)
+{
+    dims d = dims_of(p, n->in[1]);
+    int bdy = lp_buf(p, n->in[0]), bx = lp_buf(p, n->in[1]), bg = lp_buf(p, n->in[2]);
+    int bmean = lp_buf(p, n->in[3]), binv = lp_buf(p, n->in[4]);
+    int bdx = lp_buf(p, n->out[0]), bdg = lp_buf(p, n->out[1]), bdb = lp_buf(p, n->out[2]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int c;
+    lstmt *b = loop(p, k->body, "c", d.c, &c);
+    int count = lp_var(p, "count", LT_DOUBLE, 0), sum = lp_var(p, "sum", LT_DOUBLE, 0);
+    int dotp = lp_var(p, "dotp", LT_DOUBLE, 0), inv = lp_var(p, "invstd", LT_DOUBLE, 0);
+    ls_set(p, b, count, dbl(p, lx_mul(p, lx_n(p), I(p, d.h * d.w))));
+    ls_set(p, b, sum, lx_double(p, 0));
+    ls_set(p, b, dotp, lx_double(p, 0));
+    ls_set(p, b, inv, dbl(p, lx_load(p, binv, V(p, c))));
+    lexpr *at;
+    lstmt *r = channel_loop(p, b, d, c, &at);
+    lexpr *dy = lx_load(p, bdy, at);
+    lexpr *centered = lx_sub(p, lx_load(p, bx, at), lx_load(p, bmean, V(p, c)));
+    ls_set(p, r, sum, lx_add(p, V(p, sum), dbl(p, dy)));
+    ls_set(p, r, dotp, lx_add(p, V(p, dotp), lx_mul(p, dbl(p, centered), dbl(p, dy))));
+    ls_store(p, b, bdg, V(p, c), flt(p, lx_mul(p, V(p, dotp), V(p, inv))), 0);
+    ls_store(p, b, bdb, V(p, c), flt(p, V(p, sum)), 0);
+    int kk = lp_var(p, "k", LT_FLOAT, 0), gm = lp_var(p, "grad_mean", LT_FLOAT, 0);
+    int scale = lp_var(p, "scale", LT_FLOAT, 0);
+    ls_set(p, b, kk, flt(p, lx_div(p, lx_mul(p, lx_mul(p, V(p, dotp), V(p, inv)), V(p, inv)),
+                                   V(p, count))));
+    ls_set(p, b, gm, flt(p, lx_div(p, V(p, sum), V(p, count))));
+    ls_set(p, b, scale, lx_mul(p, lx_load(p, binv, V(p, c)), lx_load(p, bg, V(p, c))));
+    r = channel_loop(p, b, d, c, &at);
+    lexpr *t = lx_sub(p, lx_sub(p, lx_load(p, bdy, at), V(p, gm)),
+                      lx_mul(p, lx_sub(p, lx_load(p, bx, at), lx_load(p, bmean, V(p, c))),
+                             V(p, kk)));
+    ls_store(p, r, bdx, at, lx_mul(p, t, V(p, scale)), 0);
+}
+
+/* Evaluation mode with the running statistics (when it could not be folded). */
+void lower_batchnorm_eval(lprogram *p, const ir_node *n)
+{
+    dims d = dims_of(p, n->in[0]);
+    int bx = lp_buf(p, n->in[0]), bg = lp_buf(p, n->in[1]), bb = lp_buf(p, n->in[2]);
+    int brm = lp_buf(p, n->in[3]), brv = lp_buf(p, n->in[4]), by = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int c;
+    lstmt *b = loop(p, k->body, "c", d.c, &c);
+    int alpha = lp_var(p, "alpha", LT_FLOAT, 0), beta = lp_var(p, "beta", LT_FLOAT, 0);
+    lexpr *inv = lx_div(p, lx_float(p, 1), lx_un(p, LX_SQRT, lx_add(p, lx_load(p, brv, V(p, c)),
+                                                                 lx_float(p, n->attr.eps))));
+    ls_set(p, b, alpha, lx_mul(p, inv, lx_load(p, bg, V(p, c))));
+    ls_set(p, b, beta, lx_sub(p, lx_load(p, bb, V(p, c)),
+                              lx_mul(p, lx_load(p, brm, V(p, c)), V(p, alpha))));
+    lexpr *at;
+    lstmt *r = channel_loop(p, b, d, c, &at);
+    ls_store(p, r, by, at, lx_add(p, lx_mul(p, lx_load(p, bx, at), V(p, alpha)), V(p, beta)), 0);
+}
+
+/* Folded weights and bias of a convolution followed by a batch norm. */
+void lower_bn_fold(lprogram *p, const ir_node *n)
+{
+    const ir_value *w = &p->g->values[n->in[0]];
+    int64_t filters = w->shape.d[0], per = ir_shape_size(w->shape) / filters;
+    int bw = lp_buf(p, n->in[0]), bg = lp_buf(p, n->in[1]), bb = lp_buf(p, n->in[2]);
+    int brm = lp_buf(p, n->in[3]), brv = lp_buf(p, n->in[4]);
+    int bias = n->nin > 5 ? lp_buf(p, n->in[5]) : -1;
+    int bwf = lp_buf(p, n->out[0]), bbf = lp_buf(p, n->out[1]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int f, j;
+    lstmt *b = loop(p, k->body, "k", filters, &f);
+    int s = lp_var(p, "s", LT_FLOAT, 0);
+    ls_set(p, b, s, lx_div(p, lx_load(p, bg, V(p, f)),
+                           lx_un(p, LX_SQRT, lx_add(p, lx_load(p, brv, V(p, f)),
+                                                    lx_float(p, n->attr.eps)))));
+    lexpr *b0 = bias >= 0 ? lx_load(p, bias, V(p, f)) : lx_float(p, 0);
+    ls_store(p, b, bbf, V(p, f),
+             lx_add(p, lx_mul(p, lx_sub(p, b0, lx_load(p, brm, V(p, f))), V(p, s)),
+                    lx_load(p, bb, V(p, f))), 0);
+    lstmt *r = loop(p, b, "j", per, &j);
+    lexpr *at = lx_madd(p, V(p, f), per, V(p, j));
+    ls_store(p, r, bwf, at, lx_mul(p, lx_load(p, bw, at), V(p, s)), 0);
+}
+
+/* ---- dropout ------------------------------------------------------------------------ */
+
+/* var = mix(z): SplitMix64's finalizer as statements on the int local var. */
+static void mix(lprogram *p, lstmt *b, int var, lexpr *z)
+{
+    ls_set(p, b, var, lx_add(p, z, I(p, (int64_t)0x9E3779B97F4A7C15ull)));
+    static const struct {
+        int shift;
+        uint64_t mul;
+    } rounds[2] = {{30, 0xBF58476D1CE4E5B9ull}, {27, 0x94D049BB133111EBull}};
+    for (int r = 0; r < 2; r++)
+        ls_set(p, b, var,
+               lx_mul(p, lx_bin(p, LX_XOR, V(p, var), lx_bin(p, LX_SHR, V(p, var), I(p, rounds[r].shift))),
+                      I(p, (int64_t)rounds[r].mul)));
+    ls_set(p, b, var, lx_bin(p, LX_XOR, V(p, var), lx_bin(p, LX_SHR, V(p, var), I(p, 31))));
+}
+
+/* y = keep(e) ? x * scale : 0 over the first n examples, for dropout and its
+ * gradient alike. */
+static void dropout_kernel(lprogram *p, const ir_node *n, int in, int out)
+{
+    int bx = lp_buf(p, in), by = lp_buf(p, out);
+    int64_t row = ir_row_size(&p->g->values[out]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int key = lp_var(p, "key", LT_INT, 0), h = lp_var(p, "h", LT_INT, 0);
+    lexpr *salted = lx_bin(p, LX_XOR, lx_var(p, LV_SEED),
+                           I(p, (int64_t)((uint64_t)n->attr.salt * 0xD1B54A32D192ED03ull)));
+    mix(p, k->body, key, salted);
+    mix(p, k->body, key, lx_add(p, V(p, key), lx_var(p, LV_STEP)));
+    int e;
+    lstmt *b = ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), &e)->body;
+    mix(p, b, h, lx_add(p, V(p, key), V(p, e)));
+    lexpr *u = lx_mul(p, lx_un(p, LX_TOFLOAT, lx_bin(p, LX_SHR, V(p, h), I(p, 40))),
+                      lx_float(p, 1.0 / 16777216.0));
+    double pr = n->attr.alpha;
+    lexpr *keep = lx_bin(p, LX_LE, lx_float(p, pr), u);
+    ls_store(p, b, by, V(p, e),
+             lx_select(p, keep, lx_mul(p, lx_load(p, bx, V(p, e)), lx_float(p, 1.0 / (1.0 - pr))),
+                       lx_float(p, 0)), 0);
+}
+
+void lower_dropout(lprogram *p, const ir_node *n)
+{
+    dropout_kernel(p, n, n->in[0], n->out[0]);
+}
+
+void lower_dropout_bwd(lprogram *p, const ir_node *n)
+{
+    dropout_kernel(p, n, n->in[0], n->out[0]);
+}
+
+/* ---- concat and slice --------------------------------------------------------------- */
+
+void lower_concat(lprogram *p, const ir_node *n)
+{
+    dims y = dims_of(p, n->out[0]);
+    int by = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int64_t hw = y.h * y.w, offset = 0;
+    for (int j = 0; j < n->nin; j++) {
+        int64_t cj = dims_of(p, n->in[j]).c;
+        int bx = lp_buf(p, n->in[j]);
+        int i, e;
+        lstmt *b = loop_n(p, k->body, &i);
+        b = loop(p, b, "e", cj * hw, &e);
+        lexpr *dst = lx_add(p, lx_madd(p, V(p, i), y.c * hw, I(p, offset * hw)), V(p, e));
+        ls_store(p, b, by, dst, lx_load(p, bx, lx_madd(p, V(p, i), cj * hw, V(p, e))), 0);
+        offset += cj;
+    }
+}
+
+/* dx = dy[:, offset : offset + C] */
+void lower_slice(lprogram *p, const ir_node *n)
+{
+    dims y = dims_of(p, n->in[0]), x = dims_of(p, n->out[0]);
+    int bdy = lp_buf(p, n->in[0]), bdx = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int64_t hw = x.h * x.w;
+    int i, e;
+    lstmt *b = loop_n(p, k->body, &i);
+    b = loop(p, b, "e", x.c * hw, &e);
+    lexpr *src = lx_add(p, lx_madd(p, V(p, i), y.c * hw, I(p, n->attr.offset * hw)), V(p, e));
+    ls_store(p, b, bdx, lx_madd(p, V(p, i), x.c * hw, V(p, e)), lx_load(p, bdy, src), 0);
+}
+
+/* ---- global average pooling ----------------------------------------------------------- */
+
+void lower_global_avgpool(lprogram *p, const ir_node *n)
+{
+    dims x = dims_of(p, n->in[0]);
+    int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int i, c, e;
+    lstmt *b = loop_n(p, k->body, &i);
+    b = loop(p, b, "c", x.c, &c);
+    int acc = lp_var(p, "acc", LT_FLOAT, 0);
+    ls_set(p, b, acc, lx_float(p, 0));
+    lstmt *r = loop(p, b, "e", x.h * x.w, &e);
+    lexpr *at = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), x.c, V(p, c)), I(p, x.h * x.w)), V(p, e));
+    ls_set(p, r, acc, lx_add(p, V(p, acc), lx_load(p, bx, at)));
+    ls_store(p, b, by, lx_madd(p, V(p, i), x.c, V(p, c)),
+             lx_div(p, V(p, acc), lx_float(p, (double)(x.h * x.w))), 0);
+}
+
+void lower_global_avgpool_bwd(lprogram *p, const ir_node *n)
+{
+    dims x = dims_of(p, n->out[0]);
+    int bdy = lp_buf(p, n->in[0]), bdx = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int i, c, e;
+    lstmt *b = loop_n(p, k->body, &i);
+    b = loop(p, b, "c", x.c, &c);
+    int g = lp_var(p, "g", LT_FLOAT, 0);
+    ls_set(p, b, g, lx_div(p, lx_load(p, bdy, lx_madd(p, V(p, i), x.c, V(p, c))),
+                           lx_float(p, (double)(x.h * x.w))));
+    lstmt *r = loop(p, b, "e", x.h * x.w, &e);
+    lexpr *at = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), x.c, V(p, c)), I(p, x.h * x.w)), V(p, e));
+    ls_store(p, r, bdx, at, V(p, g), 0);
+}
+
+/* ---- activations ------------------------------------------------------------------------ */
+
+#define SQRT1_2 0.70710678118654752440
+#define INV_SQRT_2PI 0.39894228040143267794
+
+static lexpr *gelu_cdf(lprogram *p, lexpr *x)
+{
+    return lx_mul(p, lx_float(p, 0.5),
+                  lx_add(p, lx_float(p, 1),
+                         lx_un(p, LX_ERF, lx_mul(p, x, lx_float(p, SQRT1_2)))));
+}
+
+void lower_act(lprogram *p, const ir_node *n)
+{
+    int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
+    int e;
+    lstmt *b = elementwise(p, n, &e);
+    int x = lp_var(p, "x", LT_FLOAT, 0);
+    ls_set(p, b, x, lx_load(p, bx, V(p, e)));
+    lexpr *y = NULL, *xv = V(p, x), *one = lx_float(p, 1);
+    switch (n->attr.act) {
+    case ACT_LEAKY_RELU: /* x > 0 ? x : x * slope; NaN stays NaN */
+        y = lx_select(p, lx_lt(p, lx_float(p, 0), xv), xv,
+                      lx_mul(p, xv, lx_float(p, n->attr.alpha)));
+        break;
+    case ACT_SIGMOID:
+        y = lx_div(p, one, lx_add(p, one, lx_un(p, LX_EXP, lx_un(p, LX_NEG, xv))));
+        break;
+    case ACT_TANH:
+        y = lx_un(p, LX_TANH, xv);
+        break;
+    case ACT_GELU:
+        y = lx_mul(p, xv, gelu_cdf(p, xv));
+        break;
+    }
+    ls_store(p, b, by, V(p, e), y, 0);
+}
+
+void lower_act_bwd(lprogram *p, const ir_node *n)
+{
+    int bdy = lp_buf(p, n->in[0]), bx = lp_buf(p, n->in[1]), by = lp_buf(p, n->in[2]);
+    int bdx = lp_buf(p, n->out[0]);
+    int e;
+    lstmt *b = elementwise(p, n, &e);
+    lexpr *dy = lx_load(p, bdy, V(p, e)), *x = lx_load(p, bx, V(p, e));
+    lexpr *y = lx_load(p, by, V(p, e)), *one = lx_float(p, 1), *dx = NULL;
+    switch (n->attr.act) {
+    case ACT_LEAKY_RELU:
+        dx = lx_select(p, lx_lt(p, lx_float(p, 0), x), dy,
+                       lx_mul(p, dy, lx_float(p, n->attr.alpha)));
+        break;
+    case ACT_SIGMOID: /* dy * (1 - y) * y */
+        dx = lx_mul(p, lx_mul(p, dy, lx_sub(p, one, y)), y);
+        break;
+    case ACT_TANH: /* dy * (1 - y^2) */
+        dx = lx_mul(p, dy, lx_sub(p, one, lx_mul(p, y, y)));
+        break;
+    case ACT_GELU: { /* dy * (cdf(x) + x * pdf(x)) */
+        lexpr *pdf = lx_mul(p, lx_float(p, INV_SQRT_2PI),
+                            lx_un(p, LX_EXP, lx_mul(p, lx_float(p, -0.5), lx_mul(p, x, x))));
+        dx = lx_mul(p, dy, lx_add(p, gelu_cdf(p, x), lx_mul(p, x, pdf)));
+        break;
+    }
+    }
+    ls_store(p, b, bdx, V(p, e), dx, 0);
+}
+
+/* ---- softmax and the squared error ------------------------------------------------------- */
+
+void lower_softmax(lprogram *p, const ir_node *n)
+{
+    int64_t k = dims_of(p, n->in[0]).c;
+    int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
+    lkernel *kern = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int i, j;
+    lstmt *row = loop_n(p, kern->body, &i);
+    int m = lp_var(p, "m", LT_FLOAT, 0), sum = lp_var(p, "sum", LT_FLOAT, 0);
+    ls_set(p, row, m, lx_float(p, -INFINITY));
+    lstmt *b = loop(p, row, "j", k, &j);
+    lexpr *z = lx_load(p, bx, lx_madd(p, V(p, i), k, V(p, j)));
+    ls_set(p, b, m, lx_select(p, lx_lt(p, V(p, m), z), z, V(p, m)));
+    ls_set(p, row, sum, lx_float(p, 0));
+    b = loop(p, row, "j", k, &j);
+    lexpr *at = lx_madd(p, V(p, i), k, V(p, j));
+    int ex = lp_var(p, "e", LT_FLOAT, 0);
+    ls_set(p, b, ex, lx_un(p, LX_EXP, lx_sub(p, lx_load(p, bx, at), V(p, m))));
+    ls_store(p, b, by, at, V(p, ex), 0);
+    ls_set(p, b, sum, lx_add(p, V(p, sum), V(p, ex)));
+    b = loop(p, row, "j", k, &j);
+    at = lx_madd(p, V(p, i), k, V(p, j));
+    ls_store(p, b, by, at, lx_div(p, lx_load(p, by, at), V(p, sum)), 0);
+}
+
+/* dx = y * (dy - sum_j dy_j y_j) */
+void lower_softmax_bwd(lprogram *p, const ir_node *n)
+{
+    int64_t k = dims_of(p, n->in[0]).c;
+    int bdy = lp_buf(p, n->in[0]), by = lp_buf(p, n->in[1]), bdx = lp_buf(p, n->out[0]);
+    lkernel *kern = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int i, j;
+    lstmt *row = loop_n(p, kern->body, &i);
+    int dot = lp_var(p, "dot", LT_FLOAT, 0);
+    ls_set(p, row, dot, lx_float(p, 0));
+    lstmt *b = loop(p, row, "j", k, &j);
+    lexpr *at = lx_madd(p, V(p, i), k, V(p, j));
+    ls_set(p, b, dot, lx_add(p, V(p, dot), lx_mul(p, lx_load(p, bdy, at), lx_load(p, by, at))));
+    b = loop(p, row, "j", k, &j);
+    at = lx_madd(p, V(p, i), k, V(p, j));
+    ls_store(p, b, bdx, at, lx_mul(p, lx_load(p, by, at), lx_sub(p, lx_load(p, bdy, at), V(p, dot))),
+             0);
+}
+
+/* The difference between prediction j of example i and its one-hot target. */
+static lexpr *mse_diff(lprogram *p, int bx, int bl, int i, int j, int64_t k)
+{
+    lexpr *hot = lx_select(p, lx_bin(p, LX_EQ, V(p, j), label_of(p, bl, i, k)), lx_float(p, 1),
+                           lx_float(p, 0));
+    return lx_sub(p, lx_load(p, bx, lx_madd(p, V(p, i), k, V(p, j))), hot);
+}
+
+/* loss = mean over the n*K elements of (x - onehot(label))^2, as
+ * torch.nn.MSELoss against one-hot targets. */
+void lower_mse_loss(lprogram *p, const ir_node *n)
+{
+    int64_t k = dims_of(p, n->in[0]).c;
+    int bx = lp_buf(p, n->in[0]), bl = lp_buf(p, n->in[1]), bloss = lp_buf(p, n->out[0]);
+    lkernel *kern = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int total = lp_var(p, "total", LT_DOUBLE, 0), d = lp_var(p, "d", LT_FLOAT, 0);
+    ls_set(p, kern->body, total, lx_double(p, 0));
+    int i, j;
+    lstmt *b = loop(p, loop_n(p, kern->body, &i), "j", k, &j);
+    ls_set(p, b, d, mse_diff(p, bx, bl, i, j, k));
+    ls_set(p, b, total, lx_add(p, V(p, total), dbl(p, lx_mul(p, V(p, d), V(p, d)))));
+    ls_store(p, kern->body, bloss, I(p, 0),
+             flt(p, lx_div(p, V(p, total), dbl(p, lx_mul(p, lx_n(p), I(p, k))))), 0);
+}
+
+/* dx = 2 (x - onehot) / (n K) */
+void lower_mse_loss_bwd(lprogram *p, const ir_node *n)
+{
+    int64_t k = dims_of(p, n->in[0]).c;
+    int bx = lp_buf(p, n->in[0]), bl = lp_buf(p, n->in[1]), bdx = lp_buf(p, n->out[0]);
+    lkernel *kern = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int scale = lp_var(p, "scale", LT_FLOAT, 0);
+    ls_set(p, kern->body, scale,
+           lx_div(p, lx_float(p, 2), lx_un(p, LX_TOFLOAT, lx_mul(p, lx_n(p), I(p, k)))));
+    int i, j;
+    lstmt *b = loop(p, loop_n(p, kern->body, &i), "j", k, &j);
+    ls_store(p, b, bdx, lx_madd(p, V(p, i), k, V(p, j)),
+             lx_mul(p, mse_diff(p, bx, bl, i, j, k), V(p, scale)), 0);
+}
