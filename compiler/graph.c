@@ -389,6 +389,31 @@ static void print_attrs(FILE *out, const ir_node *n)
         if (a->groups > 1)
             fprintf(out, " groups=%d", a->groups);
         break;
+    case OP_BATCHNORM:
+    case OP_BATCHNORM_EVAL:
+    case OP_BN_FOLD:
+        fprintf(out, " eps=%g momentum=%g", a->eps, a->momentum);
+        break;
+    case OP_DROPOUT:
+    case OP_DROPOUT_BWD:
+        fprintf(out, " p=%g", a->alpha);
+        break;
+    case OP_ACT:
+    case OP_ACT_BWD: {
+        static const char *const kinds[] = {"leaky_relu", "sigmoid", "tanh", "gelu"};
+        fprintf(out, " %s", kinds[a->act]);
+        if (a->act == ACT_LEAKY_RELU)
+            fprintf(out, " slope=%g", a->alpha);
+        break;
+    }
+    case OP_SLICE:
+        fprintf(out, " offset=%d", a->offset);
+        break;
+    case OP_SOFTMAX_XENT:
+    case OP_SOFTMAX_XENT_BWD:
+        if (a->alpha > 0)
+            fprintf(out, " label_smoothing=%g", a->alpha);
+        break;
     default:
         break;
     }
@@ -507,6 +532,13 @@ void graph_print_json(FILE *out, const ir_graph *g)
         const ir_node *n = &g->nodes[i];
         if (n->op == OP_COPY)
             continue;
+        if (n->op == OP_SOFTMAX_XENT || n->op == OP_MSE_LOSS) {
+            json_object_set_new(root, "loss",
+                                json_pack("{s:s, s:s, s:f}", "op", op_name(n->op), "input",
+                                          g->values[n->in[0]].name, "label_smoothing",
+                                          n->op == OP_SOFTMAX_XENT ? n->attr.alpha : 0.0));
+            continue;
+        }
         json_t *l = json_object();
         json_object_set_new(l, "name", json_string(n->name));
         json_object_set_new(l, "op", json_string(op_name(n->op)));
@@ -537,6 +569,20 @@ void graph_print_json(FILE *out, const ir_graph *g)
             json_object_set_new(l, "units", json_integer(a->units));
             json_object_set_new(l, "bias", json_boolean(a->bias));
             break;
+        case OP_BATCHNORM:
+        case OP_BATCHNORM_EVAL:
+            json_object_set_new(l, "momentum", json_real(a->momentum));
+            json_object_set_new(l, "eps", json_real(a->eps));
+            break;
+        case OP_DROPOUT:
+            json_object_set_new(l, "p", json_real(a->alpha));
+            break;
+        case OP_ACT: {
+            static const char *const kinds[] = {"leaky_relu", "sigmoid", "tanh", "gelu"};
+            json_object_set_new(l, "act", json_string(kinds[a->act]));
+            json_object_set_new(l, "slope", json_real(a->alpha));
+            break;
+        }
         default:
             break;
         }

@@ -597,7 +597,12 @@ static void add_layer(network *net, const ast_block *b, int stmt, arena *a, diag
     }
     json_t *opts = opt_check_call(call, nin, spec->opts, spec->name, d);
     if (!opts || !ok) {
+        /* Keep the name defined, so that later layers using it do not
+         * report it as undefined: one mistake, one message. */
         json_decref(opts);
+        net->layers = arena_grow(a, net->layers, sizeof(layer), (size_t)net->nlayers,
+                                 (size_t)net->nlayers + 1);
+        net->layers[net->nlayers++] = l;
         return;
     }
     l.attr.act = spec->act;

@@ -151,10 +151,15 @@ int infer_conv2d(ir_graph *g, ir_node *n, diag *d)
     }
     if (c % a->groups != 0 || a->filters % a->groups != 0) {
         int filters = c % a->groups == 0;
-        src_error(d, filters ? node_layer(g, n)->op_loc : input_loc(g, n, 0),
-                  "conv2d '%s' has groups = %d, which does not divide %s %" PRId64, n->name,
-                  a->groups, filters ? "its filters," : "the input channels of", 
-                  filters ? (int64_t)a->filters : c);
+        if (filters)
+            src_error(d, node_layer(g, n)->op_loc,
+                      "conv2d '%s' has groups = %d, which does not divide its %d filters",
+                      n->name, a->groups, a->filters);
+        else
+            src_error(d, input_loc(g, n, 0),
+                      "conv2d '%s' has groups = %d, which does not divide its %" PRId64
+                      " input channels from '%s'", n->name, a->groups, c,
+                      input_layer(g, n, 0)->name);
         if (!filters)
             note_producer(g, n, 0, d);
         return -1;

@@ -269,7 +269,7 @@ const char *src_suggest(const char *word, const char *const *candidates, int n)
     int best_d = 1000;
     int len = (int)strlen(word);
     /* Allow one edit for short words, up to a third of the length for long. */
-    int allowed = len <= 4 ? 1 : len / 3 + 1;
+    int allowed = len <= 2 ? 0 : len <= 4 ? 1 : len / 3 + 1;
     for (int i = 0; i < n; i++) {
         int dist = edit_distance(word, candidates[i]);
         /* A prefix of at least 3 letters is as good as one edit ("conv" -> "conv2d"). */

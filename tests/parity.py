@@ -2,7 +2,7 @@
 with what cnnc's training program computed.
 
 usage: /usr/bin/python3 tests/parity.py NET.json INIT.safetensors DATA_DIR STEPS
-                                        CNNC_RESULT.safetensors
+                                        CNNC_RESULT.safetensors [PREDICTIONS.npy]
 
 NET.json is `cnnc --emit json` of the network (with its train block); the
 model starts from INIT (written by the training program with --steps 0
@@ -20,6 +20,10 @@ optimizers (Adam, RMSprop) amplify for parameters whose gradients are
 nearly zero; both errors are printed, and PyTorch float32's distance from
 float64 is printed beside them for scale.
 
+With PREDICTIONS (cnnc's --predict after training), the evaluation-mode
+logits on the test split are compared too: batch norm with the running
+statistics, folded into the convolutions by cnnc.
+
 Parameter groups follow cnnc: weights (conv, dense) get weight decay and
 the penalties, biases do not (regularize_biases = false).
 """
@@ -30,10 +34,9 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from torch_net import Net, load_spec, load_weights, read_safetensors  # noqa: E402
+from torch_net import Net, load_spec, load_weights, loss_fn, read_safetensors  # noqa: E402
 
 TOLERANCE = 1e-4
 
@@ -60,11 +63,19 @@ def load_split(directory, split):
     return images, labels
 
 
+def decay_names(model):
+    """Parameters that weight decay and penalties apply to, as in cnnc: the
+    weights of convolutions and dense layers (not biases, not batch norm)."""
+    return {name + ".weight" for name, m in model.named_modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+
+
 def make_optimizer(model, spec):
     train = spec["train"]
     o = train["optimizer"]
-    weights = [p for n, p in model.named_parameters() if n.endswith(".weight")]
-    others = [p for n, p in model.named_parameters() if not n.endswith(".weight")]
+    decayed = decay_names(model)
+    weights = [p for n, p in model.named_parameters() if n in decayed]
+    others = [p for n, p in model.named_parameters() if n not in decayed]
     if train.get("regularize_biases"):
         weights, others = weights + others, []
     wd = o.get("weight_decay", 0.0)
@@ -83,8 +94,10 @@ def make_optimizer(model, spec):
     raise SystemExit("parity: unknown optimizer " + kind)
 
 
-def train_torch(spec, init, images, labels, steps, dtype):
-    """The parameters after `steps` steps, trained in PyTorch in dtype."""
+def train_torch(spec, init, images, labels, steps, dtype, test_images=None):
+    """The parameters (and running statistics) after `steps` steps, trained
+    in PyTorch in dtype; with test_images, also the evaluation-mode logits on
+    them."""
     train = spec["train"]
     model = Net(spec)
     load_weights(model, init)
@@ -93,13 +106,14 @@ def train_torch(spec, init, images, labels, steps, dtype):
     batch = spec["batch"]
     c, h, w = spec["input"]["shape"]
     l1, l2, clip = train.get("l1", 0.0), train.get("l2", 0.0), train.get("clip_norm", 0.0)
+    decayed = decay_names(model)
     penalized = [p for n, p in model.named_parameters()
-                 if n.endswith(".weight") or train.get("regularize_biases")]
+                 if n in decayed or train.get("regularize_biases")]
     for step in range(steps):
         x = torch.from_numpy(images[step * batch:(step + 1) * batch].reshape(-1, c, h, w).copy())
         y = torch.from_numpy(labels[step * batch:(step + 1) * batch].copy())
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x.to(dtype)), y)
+        loss = loss_fn(spec, model(x.to(dtype)), y)
         if l1:
             loss = loss + l1 * sum(p.abs().sum() for p in penalized)
         if l2:
@@ -108,7 +122,14 @@ def train_torch(spec, init, images, labels, steps, dtype):
         if clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
-    return {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
+    state = {k: v.detach().double().numpy() for k, v in model.state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    if test_images is not None:
+        model.eval()
+        with torch.no_grad():
+            x = torch.from_numpy(test_images.reshape(-1, c, h, w).copy()).to(dtype)
+            state["<evaluation-mode logits>"] = model(x).double().numpy()
+    return state
 
 
 def rel_err(a, ref):
@@ -117,13 +138,17 @@ def rel_err(a, ref):
 
 def main():
     net_json, init, data_dir, steps, result = sys.argv[1:6]
+    predictions = sys.argv[6] if len(sys.argv) > 6 else None
     steps = int(steps)
     torch.set_num_threads(1)
     spec = load_spec(net_json)
     images, labels = load_split(data_dir, "train")
-    ref32 = train_torch(spec, init, images, labels, steps, torch.float32)
-    ref64 = train_torch(spec, init, images, labels, steps, torch.float64)
+    test = load_split(data_dir, "t10k")[0] if predictions else None
+    ref32 = train_torch(spec, init, images, labels, steps, torch.float32, test)
+    ref64 = train_torch(spec, init, images, labels, steps, torch.float64, test)
     ours = read_safetensors(result)
+    if predictions:
+        ours["<evaluation-mode logits>"] = np.load(predictions)
     worst = worst32 = worst_torch = 0.0
     for name, ref in ref64.items():
         got = ours[name].astype(np.float64)

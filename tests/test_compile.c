@@ -142,7 +142,7 @@ static void check_example(const char *file, int opt_level)
     ck_assert_msg(text != NULL, "cannot read %s", path);
     tu_model m;
     memset(&m, 0, sizeof m);
-    m.opt.batch = 6;
+    m.opt.batch = 4;
     m.opt.opt_level = opt_level;
     char *diags = NULL;
     ck_assert_msg(tu_frontend(&m.unit, &m.opt, path, text, &diags) == 0, "%s", diags);
@@ -154,8 +154,8 @@ static void check_example(const char *file, int opt_level)
     ck_assert_msg(m.desc != NULL, "%s", err.msg);
     m.ctx = cnn_ctx_create(m.desc, 1, &err);
     ck_assert_msg(m.ctx != NULL, "%s", err.msg);
-    ck_assert_int_eq(m.desc->batch, 6);
-    compare(&m, 6, 5);
+    ck_assert_int_eq(m.desc->batch, 4);
+    compare(&m, 4, 5);
     compare(&m, 3, 7);
     tu_model_free(&m);
     free(text);
@@ -176,6 +176,18 @@ END_TEST
 START_TEST(test_mlp_O2)
 {
     check_example("mlp.cnn", 2);
+}
+END_TEST
+
+START_TEST(test_resnet8_O2)
+{
+    check_example("resnet8.cnn", 2);
+}
+END_TEST
+
+START_TEST(test_mobilenet_tiny_O2)
+{
+    check_example("mobilenet_tiny.cnn", 2);
 }
 END_TEST
 
@@ -240,6 +252,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_lenet5_O0);
     tcase_add_test(tc, test_lenet5_O2);
     tcase_add_test(tc, test_mlp_O2);
+    tcase_add_test(tc, test_resnet8_O2);
+    tcase_add_test(tc, test_mobilenet_tiny_O2);
     tcase_add_test(tc, test_batch_clamp);
     tcase_add_test(tc, test_descriptor);
     suite_add_tcase(s, tc);

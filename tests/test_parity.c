@@ -1,8 +1,9 @@
 /*
  * test_parity.c — cnnc against PyTorch, step for step.
  *
- * For two networks (LeNet-5 and a small residual network with strided and
- * pooled convolutions) and six optimizer recipes (SGD with momentum and
+ * For LeNet-5, a small residual network with strided and pooled
+ * convolutions, and ResNet-8 (batch norm; its evaluation-mode predictions
+ * are compared too), and six optimizer recipes (SGD with momentum and
  * weight decay; SGD with Nesterov momentum and an L2 penalty; Adam with an
  * L2 penalty; AdamW; RMSprop centered with momentum and an L2 penalty; SGD
  * with an L1 penalty and gradient clipping): compile the training program
@@ -49,6 +50,14 @@ static const char *const recipes[] = {
     "optimizer = sgd(lr = 0.1)  l1 = 1e-4  clip_norm = 0.5",
 };
 
+/* The cases: a network and a recipe.  ResNet-8 (batch norm in training
+ * mode, then evaluation-mode predictions) with SGD and momentum. */
+static const struct {
+    int net;    /* 0 LeNet-5, 1 resnet_small, 2 ResNet-8 for 28x28 */
+    int recipe; /* index into recipes */
+} cases[] = {{0, 0}, {0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}, {1, 0}, {1, 1},
+             {1, 2}, {1, 3}, {1, 4}, {1, 5}, {2, 0}};
+
 static char *data_dir;
 
 static int have_torch(void)
@@ -74,7 +83,8 @@ static char *slurp(const char *path)
 /* The network text of case i: the network block with recipe r's train block. */
 static char *network_text(int net, int recipe)
 {
-    char *base = net == 0 ? slurp(lenet) : strdup(residual);
+    char *base = net == 0 ? slurp(lenet) : net == 1 ? strdup(residual)
+                                                    : slurp("examples/resnet8_mnist.cnn");
     ck_assert_ptr_nonnull(base);
     char *train = strstr(base, "\ntrain {");
     if (train)
@@ -99,7 +109,7 @@ START_TEST(test_parity)
         ck_assert_int_eq(tu_write_idx_split(data_dir, "train", 96, 5), 0);
         ck_assert_int_eq(tu_write_idx_split(data_dir, "t10k", 32, 6), 0);
     }
-    int net = _i / 6, recipe = _i % 6;
+    int net = cases[_i].net, recipe = cases[_i].recipe;
     char name[64];
     snprintf(name, sizeof name, "parity%d", _i);
     char *text = network_text(net, recipe);
@@ -113,6 +123,8 @@ START_TEST(test_parity)
     char *init = tu_path(file);
     snprintf(file, sizeof file, "%s-out.safetensors", name);
     char *out = tu_path(file);
+    snprintf(file, sizeof file, "%s-predict.npy", name);
+    char *npy = tu_path(file);
     const char *cnnc = getenv("CNNC") ? getenv("CNNC") : "build/cnnc";
     char *log = NULL;
     const char *c1[] = {cnnc, src, "--batch", "16", "--emit", "exe", "-o", exe, NULL};
@@ -125,19 +137,19 @@ START_TEST(test_parity)
     ck_assert_msg(tu_run(r1, &log) == 0, "%s", log);
     free(log);
     const char *r2[] = {exe, "--data", data_dir, "--load", init, "--steps", "5", "--no-shuffle",
-                        "--no-augment", "--quiet", "--save", out, NULL};
+                        "--no-augment", "--quiet", "--save", out, "--predict", npy, NULL};
     ck_assert_msg(tu_run(r2, &log) == 0, "%s", log);
     free(log);
     const char *py[] = {"/usr/bin/python3", "tests/parity.py", json, init, data_dir, "5", out,
-                        NULL};
+                        net == 2 ? npy : NULL, NULL};
     int rc = tu_run(py, &log);
     const char *summary = strstr(log, "parity ");
     int len = summary ? (int)strcspn(summary, "\n") : 0;
     fprintf(stderr, "%.*s [%s]\n", len, summary ? summary : "", recipes[recipe]);
-    ck_assert_msg(rc == 0, "parity failed for %s with %s:\n%s", net ? "resnet_small" : "lenet5",
+    ck_assert_msg(rc == 0, "parity failed for network %d with %s:\n%s", net,
                   recipes[recipe], log);
     free(log);
-    free(text), free(src), free(exe), free(json), free(init), free(out);
+    free(text), free(src), free(exe), free(json), free(init), free(out), free(npy);
 }
 END_TEST
 
@@ -146,7 +158,7 @@ static Suite *suite(void)
     Suite *s = suite_create("parity");
     TCase *tc = tcase_create("pytorch");
     tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, test_parity, 0, 12);
+    tcase_add_loop_test(tc, test_parity, 0, (int)(sizeof cases / sizeof cases[0]));
     suite_add_tcase(s, tc);
     return s;
 }

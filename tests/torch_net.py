@@ -33,6 +33,10 @@ class Net(nn.Module):
             elif op == "dense":
                 fin = self._features(layer["inputs"][0])
                 setattr(self, name, nn.Linear(fin, layer["units"], bias=layer["bias"]))
+            elif op in ("batchnorm", "batchnorm_eval"):
+                shape = self._shape_of(layer["inputs"][0])
+                cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+                setattr(self, name, cls(shape[0], eps=layer["eps"], momentum=layer["momentum"]))
             self.order.append(layer)
 
     def _shape_of(self, value):
@@ -78,6 +82,26 @@ class Net(nn.Module):
                 y = torch.flatten(inputs[0], 1)
             elif op == "add":
                 y = inputs[0] + inputs[1]
+            elif op in ("batchnorm", "batchnorm_eval"):
+                y = getattr(self, name)(inputs[0])
+            elif op == "dropout":
+                y = F.dropout(inputs[0], layer["p"], self.training)
+            elif op == "concat":
+                y = torch.cat(inputs, 1)
+            elif op == "global_avgpool":
+                y = inputs[0].mean((2, 3))
+            elif op == "softmax":
+                y = F.softmax(inputs[0], 1)
+            elif op == "act":
+                kind = layer["act"]
+                if kind == "leaky_relu":
+                    y = F.leaky_relu(inputs[0], layer["slope"])
+                elif kind == "sigmoid":
+                    y = torch.sigmoid(inputs[0])
+                elif kind == "tanh":
+                    y = torch.tanh(inputs[0])
+                else:
+                    y = F.gelu(inputs[0])
             else:
                 raise ValueError("torch_net: no PyTorch equivalent for op " + op)
             values[name] = y
@@ -107,7 +131,23 @@ def read_safetensors(path):
     return out
 
 
+def loss_fn(spec, logits, labels):
+    """The network's loss as PyTorch computes it."""
+    loss = spec.get("loss", {"op": "softmax_xent", "label_smoothing": 0.0})
+    if loss["op"] == "mse_loss":
+        target = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+        return F.mse_loss(logits, target)
+    return F.cross_entropy(logits, labels, label_smoothing=loss["label_smoothing"])
+
+
 def load_weights(model, path):
+    """Every tensor of the model from a safetensors file (batch norm's
+    num_batches_tracked, which cnnc does not keep, stays as it is)."""
     tensors = read_safetensors(path)
-    state = {k: torch.from_numpy(v.copy()) for k, v in tensors.items() if k in model.state_dict()}
+    state = model.state_dict()
+    for name in state:
+        if name in tensors:
+            state[name] = torch.from_numpy(tensors[name].copy())
+        elif not name.endswith("num_batches_tracked"):
+            raise KeyError("%s: no tensor %s" % (path, name))
     model.load_state_dict(state, strict=True)
