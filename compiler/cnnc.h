@@ -19,6 +19,21 @@
 
 #define CNNC_VERSION "0.1.0"
 
+/* target.c: what the tiling decisions need to know about a target. */
+typedef struct target_desc {
+    const char *arch;   /* "x86_64", "aarch64" */
+    int vector_bits;    /* widest float vector: 512 (AVX-512), 256 (AVX2), 128 (SSE, NEON) */
+    int lanes;          /* floats per vector: vector_bits / 32 */
+    int registers;      /* vector registers: 32 (AVX-512, NEON), 16 (AVX2, SSE) */
+    int fma;            /* fused multiply-add in hardware */
+    int l1_bytes;       /* data cache per core */
+    int l2_bytes;
+} target_desc;
+
+/* Describe triple/cpu (NULL: the host and its CPU); -1 with a message on
+ * stderr for a target or CPU cnnc does not know. */
+int target_describe(const char *triple, const char *cpu, target_desc *t);
+
 /* sema.c */
 network *sema_network(const ast_file *f, arena *a, diag *d);
 void network_free(network *net);
@@ -69,6 +84,8 @@ typedef struct cnnc_unit {
     int64_t train_arena;     /* bytes the train step needs */
     int64_t infer_arena;     /* bytes the forward pass needs */
     int64_t arena_bytes;     /* max of the two: one arena serves both */
+    target_desc target;
+    char *network_json;      /* --emit json: the network before the tiling rewrite */
 } cnnc_unit;
 
 /* Parse and check the source (text, or the file opt->input when text is

@@ -8,6 +8,7 @@
  * between tensors whose lifetimes do not overlap.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cnnc.h"
@@ -33,6 +34,10 @@ int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE 
         u->net->batch = opt->batch;
         json_object_set_new(u->net->train, "batch", json_integer(opt->batch));
     }
+    if (target_describe(opt->target, opt->cpu, &u->target) != 0) {
+        u->d.errors++;
+        return -1;
+    }
     u->train = graph_build(&u->a, u->net, GRAPH_TRAIN, &u->d);
     if (!u->train || u->d.errors)
         return -1;
@@ -41,17 +46,36 @@ int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE 
     if (!u->infer)
         return -1;
     graph_autodiff(u->train, 0);
+    if (opt->emit == EMIT_JSON) { /* the layers as written, not their tiled forms */
+        size_t len;
+        FILE *f = open_memstream(&u->network_json, &len);
+        graph_print_json(f, u->train);
+        fclose(f);
+    }
+    int fast = opt->opt_level >= 1;
+    if (fast) {
+        graph_prepare_tiled(u->train, &u->target);
+        graph_prepare_tiled(u->infer, &u->target);
+    }
     int reuse = opt->opt_level >= 1;
     u->train_arena = memplan(u->train, reuse);
     u->infer_arena = memplan(u->infer, reuse);
     u->arena_bytes = u->train_arena > u->infer_arena ? u->train_arena : u->infer_arena;
-    u->train_prog = lower_graph(&u->a, u->train);
-    u->infer_prog = lower_graph(&u->a, u->infer);
+    u->train_prog = lower_graph(&u->a, u->train, fast ? &u->target : NULL);
+    u->infer_prog = lower_graph(&u->a, u->infer, fast ? &u->target : NULL);
+    if (fast) {
+        lprogram *progs[2] = {u->train_prog, u->infer_prog};
+        for (int i = 0; i < 2; i++) {
+            loop_vectorize(progs[i]);
+            loop_unroll(progs[i]);
+        }
+    }
     return 0;
 }
 
 void cnnc_unit_free(cnnc_unit *u)
 {
+    free(u->network_json);
     network_free(u->net);
     arena_free(&u->a);
     src_free(u->src);

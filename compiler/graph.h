@@ -58,7 +58,12 @@ typedef struct ir_attrs {
     double momentum; /* batch norm running statistics */
     int offset;      /* SLICE: first channel */
     int salt;        /* DROPOUT: distinguishes the random streams of layers */
+    int lanes;       /* tiled ops: vector width over output channels */
+    int mode;        /* PACK_WEIGHTS: PACK_FORWARD or PACK_FLIPPED */
 } ir_attrs;
+
+/* How PACK_WEIGHTS reorders a weight tensor (see pack.c). */
+enum pack_mode { PACK_FORWARD, PACK_FLIPPED };
 
 /* Activations of the ACT op (relu has an op of its own). */
 enum act_kind { ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH, ACT_GELU };
@@ -234,6 +239,19 @@ void graph_summary(FILE *out, const ir_graph *train, const ir_graph *infer,
                    int64_t train_arena, int64_t infer_arena);
 /* Hash of the architecture: layer ops, attributes and parameter shapes. */
 uint64_t graph_arch_hash(const ir_graph *g);
+
+/* pack.c: rewrite the convolutions and dense layers that have tiled
+ * kernels into them, with the padding and weight packing they need as nodes
+ * of their own (so memory planning sees their buffers). */
+typedef struct target_desc target_desc;
+void graph_prepare_tiled(ir_graph *g, const target_desc *t);
+
+/* Offset of element (k, c, r, s) of a weight tensor packed for tiled
+ * kernels: per group, blocks of `lanes` output channels, each block
+ * [c][r][s][lanes in the block].  Shared by the packing kernel, the
+ * tiled kernels and the reference interpreter. */
+int64_t pack_offset(int64_t k, int64_t c, int64_t r, int64_t s, int64_t kg, int64_t cg, int64_t R,
+                    int64_t S, int lanes);
 
 /* Spatial output size of a window op along one axis. */
 int64_t window_out(int64_t in, int k, int stride, int pad_lo, int pad_hi, int dilation);

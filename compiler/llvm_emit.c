@@ -55,9 +55,27 @@ static LLVMValueRef call_libm(kemit *e, const char *name, LLVMValueRef x)
     return LLVMBuildCall2(c->b, fn_type, fn, &x, 1, "");
 }
 
-static LLVMTypeRef ltype_of(cg *c, ltype t)
+static LLVMTypeRef scalar_type(cg *c, ltype t)
 {
     return t == LT_FLOAT ? c->f32 : t == LT_DOUBLE ? c->f64 : t == LT_BOOL ? c->i1 : c->i64;
+}
+
+static LLVMTypeRef ltype_of(cg *c, ltype t, int lanes)
+{
+    LLVMTypeRef s = scalar_type(c, t);
+    return lanes > 1 ? LLVMVectorType(s, (unsigned)lanes) : s;
+}
+
+/* v in every one of `lanes` lanes (v itself when it is already a vector). */
+static LLVMValueRef splat_to(cg *c, LLVMValueRef v, int lanes)
+{
+    if (lanes <= 1 || LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMVectorTypeKind)
+        return v;
+    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(v), (unsigned)lanes);
+    LLVMValueRef one = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), v,
+                                              LLVMConstInt(c->i32, 0, 0), "");
+    LLVMValueRef zeros = LLVMConstNull(LLVMVectorType(c->i32, (unsigned)lanes));
+    return LLVMBuildShuffleVector(c->b, one, LLVMGetPoison(vt), zeros, "");
 }
 
 static LLVMTypeRef elem_type(cg *c, dtype t)
@@ -78,7 +96,7 @@ static LLVMValueRef binary(kemit *e, const lexpr *x)
 {
     cg *c = e->c;
     LLVMBuilderRef b = c->b;
-    LLVMValueRef l = expr(e, x->a), r = expr(e, x->b);
+    LLVMValueRef l = splat_to(c, expr(e, x->a), x->lanes), r = splat_to(c, expr(e, x->b), x->lanes);
     int fl = x->a->type == LT_FLOAT || x->a->type == LT_DOUBLE;
     switch (x->op) {
     case LX_ADD:
@@ -129,11 +147,51 @@ static LLVMValueRef expr(kemit *e, const lexpr *x)
     case LX_FLOAT:
         return LLVMConstReal(x->type == LT_DOUBLE ? c->f64 : c->f32, x->f);
     case LX_VAR:
-        return LLVMBuildLoad2(b, ltype_of(c, x->type), e->slots[x->var], "");
+        return LLVMBuildLoad2(b, ltype_of(c, x->type, e->k->vars[x->var].lanes), e->slots[x->var],
+                              "");
     case LX_LOAD: {
         const lbuf *buf = &e->p->bufs[x->buf];
-        LLVMValueRef v = LLVMBuildLoad2(b, elem_type(c, buf->type), address(e, x->buf, x->a), "");
-        return buf->type == DT_I32 ? LLVMBuildSExt(b, v, c->i64, "") : v;
+        LLVMTypeRef t = elem_type(c, buf->type);
+        LLVMValueRef v;
+        if (x->lanes > 1 && x->stride != 1) { /* a gather, lane by lane */
+            LLVMValueRef base = address(e, x->buf, x->a);
+            v = LLVMGetPoison(LLVMVectorType(t, (unsigned)x->lanes));
+            for (int i = 0; i < x->lanes; i++) {
+                LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(i * x->stride), 1);
+                LLVMValueRef at = LLVMBuildGEP2(b, t, base, &off, 1, "");
+                LLVMValueRef lane = LLVMBuildLoad2(b, t, at, "");
+                v = LLVMBuildInsertElement(b, v, lane, LLVMConstInt(c->i32, (unsigned)i, 0), "");
+            }
+        } else {
+            if (x->lanes > 1)
+                t = LLVMVectorType(t, (unsigned)x->lanes);
+            v = LLVMBuildLoad2(b, t, address(e, x->buf, x->a), "");
+            LLVMSetAlignment(v, 4);
+        }
+        return buf->type == DT_I32 ? LLVMBuildSExt(b, v, ltype_of(c, LT_INT, x->lanes), "") : v;
+    }
+    case LX_FMA: {
+        LLVMValueRef args[3] = {splat_to(c, expr(e, x->a), x->lanes),
+                                splat_to(c, expr(e, x->b), x->lanes),
+                                splat_to(c, expr(e, x->c), x->lanes)};
+        LLVMTypeRef fn_type;
+        LLVMValueRef fn = intrinsic(c, "llvm.fmuladd", LLVMTypeOf(args[2]), &fn_type);
+        return LLVMBuildCall2(b, fn_type, fn, args, 3, "");
+    }
+    case LX_BROADCAST:
+        return splat_to(c, expr(e, x->a), x->lanes);
+    case LX_HSUM: {
+        LLVMValueRef v = expr(e, x->a);
+        if (x->a->lanes <= 1)
+            return v;
+        LLVMTypeRef params[1] = {LLVMTypeOf(v)};
+        unsigned id = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
+        LLVMTypeRef fn_type = LLVMIntrinsicGetType(c->ctx, id, params, 1);
+        LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, params, 1);
+        LLVMValueRef args[2] = {LLVMConstReal(c->f32, -0.0), v};
+        LLVMValueRef r = LLVMBuildCall2(b, fn_type, fn, args, 2, "");
+        LLVMSetFastMathFlags(r, LLVMFastMathAllowReassoc); /* a tree, not a chain */
+        return r;
     }
     case LX_NEG:
         return LLVMBuildFNeg(b, expr(e, x->a), "");
@@ -145,21 +203,32 @@ static LLVMValueRef expr(kemit *e, const lexpr *x)
         return call_unary(e, "llvm.sqrt", expr(e, x->a));
     case LX_TANH:
         return call_unary(e, "llvm.tanh", expr(e, x->a));
-    case LX_ERF:
-        return call_libm(e, "erff", expr(e, x->a));
+    case LX_ERF: {
+        LLVMValueRef v = expr(e, x->a);
+        if (x->lanes <= 1)
+            return call_libm(e, "erff", v);
+        LLVMValueRef r = LLVMGetPoison(LLVMTypeOf(v)); /* no vector erf: lane by lane */
+        for (int i = 0; i < x->lanes; i++) {
+            LLVMValueRef at = LLVMConstInt(c->i32, (unsigned long long)i, 0);
+            LLVMValueRef lane = call_libm(e, "erff", LLVMBuildExtractElement(b, v, at, ""));
+            r = LLVMBuildInsertElement(b, r, lane, at, "");
+        }
+        return r;
+    }
     case LX_SELECT: {
         LLVMValueRef cond = expr(e, x->a);
-        LLVMValueRef t = expr(e, x->b), f = expr(e, x->c);
+        LLVMValueRef t = splat_to(c, expr(e, x->b), x->lanes);
+        LLVMValueRef f = splat_to(c, expr(e, x->c), x->lanes);
         return LLVMBuildSelect(b, cond, t, f, "");
     }
     case LX_TOFLOAT:
         if (x->a->type == LT_DOUBLE)
-            return LLVMBuildFPTrunc(b, expr(e, x->a), c->f32, "");
-        return LLVMBuildSIToFP(b, expr(e, x->a), c->f32, "");
+            return LLVMBuildFPTrunc(b, expr(e, x->a), ltype_of(c, LT_FLOAT, x->lanes), "");
+        return LLVMBuildSIToFP(b, expr(e, x->a), ltype_of(c, LT_FLOAT, x->lanes), "");
     case LX_TODOUBLE:
         if (x->a->type == LT_FLOAT)
-            return LLVMBuildFPExt(b, expr(e, x->a), c->f64, "");
-        return LLVMBuildSIToFP(b, expr(e, x->a), c->f64, "");
+            return LLVMBuildFPExt(b, expr(e, x->a), ltype_of(c, LT_DOUBLE, x->lanes), "");
+        return LLVMBuildSIToFP(b, expr(e, x->a), ltype_of(c, LT_DOUBLE, x->lanes), "");
     default:
         return binary(e, x);
     }
@@ -227,16 +296,33 @@ static void stmt(kemit *e, const lstmt *s)
         emit_if(e, s);
         break;
     case LS_SET:
-        LLVMBuildStore(c->b, expr(e, s->value), e->slots[s->var]);
+        LLVMBuildStore(c->b, splat_to(c, expr(e, s->value), e->k->vars[s->var].lanes),
+                       e->slots[s->var]);
         break;
     case LS_STORE: {
         LLVMValueRef addr = address(e, s->buf, s->index);
         LLVMValueRef v = expr(e, s->value);
-        if (s->accumulate)
-            v = LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->f32, addr, ""), v, "");
+        int lanes = s->value->lanes;
+        if (lanes > 1 && s->stride != 1) { /* a scatter, lane by lane */
+            for (int i = 0; i < lanes; i++) {
+                LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(i * s->stride), 1);
+                LLVMValueRef at = LLVMBuildGEP2(c->b, c->f32, addr, &off, 1, "");
+                LLVMValueRef lane = LLVMBuildExtractElement(c->b, v, LLVMConstInt(c->i32, (unsigned)i, 0), "");
+                if (s->accumulate)
+                    lane = LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, c->f32, at, ""), lane, "");
+                LLVMBuildStore(c->b, lane, at);
+            }
+            break;
+        }
+        if (s->accumulate) {
+            LLVMValueRef old = LLVMBuildLoad2(c->b, ltype_of(c, LT_FLOAT, lanes), addr, "");
+            LLVMSetAlignment(old, 4);
+            v = LLVMBuildFAdd(c->b, old, v, "");
+        }
         if (e->p->bufs[s->buf].type == DT_I32)
-            v = LLVMBuildTrunc(c->b, v, c->i32, "");
-        LLVMBuildStore(c->b, v, addr);
+            v = LLVMBuildTrunc(c->b, v, lanes > 1 ? LLVMVectorType(c->i32, (unsigned)lanes) : c->i32,
+                               "");
+        LLVMSetAlignment(LLVMBuildStore(c->b, v, addr), 4);
         break;
     }
     }
@@ -247,6 +333,15 @@ static LLVMValueRef buffer_base(kemit *e, LLVMValueRef frame, int i)
 {
     cg *c = e->c;
     const lbuf *buf = &e->p->bufs[i];
+    if (buf->kind == LB_LOCAL) {
+        if (buf->offset != e->k - e->p->kernels)
+            return NULL; /* another kernel's */
+        LLVMValueRef a = LLVMBuildArrayAlloca(c->b, c->f32,
+                                              LLVMConstInt(c->i64, (unsigned long long)buf->size, 0),
+                                              buf->name);
+        LLVMSetAlignment(a, 64);
+        return a;
+    }
     static const int field[] = {[LB_ARENA] = FR_ARENA, [LB_PARAMS] = FR_PARAMS,
                                 [LB_GRADS] = FR_GRADS, [LB_X] = FR_X,
                                 [LB_LABELS] = FR_LABELS, [LB_OUT] = FR_OUT};
@@ -268,13 +363,19 @@ LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char 
     kemit e = {c, p, k, NULL, NULL, NULL};
     e.fn = LLVMAddFunction(c->mod, name, c->kernel_fn);
     LLVMSetLinkage(e.fn, LLVMInternalLinkage);
+    /* Kept as functions: profiles show time per kernel, and a call per
+     * kernel costs nothing beside its loops. */
+    unsigned noinline = LLVMGetEnumAttributeKindForName("noinline", 8);
+    LLVMAddAttributeAtIndex(e.fn, LLVMAttributeFunctionIndex,
+                               LLVMCreateEnumAttribute(c->ctx, noinline, 0));
     LLVMValueRef frame = LLVMGetParam(e.fn, 0);
     LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, e.fn, "entry");
     LLVMPositionBuilderAtEnd(c->b, entry);
     e.slots = calloc((size_t)k->nvars, sizeof *e.slots);
     e.bases = calloc((size_t)p->nbufs, sizeof *e.bases);
     for (int i = 0; i < k->nvars; i++)
-        e.slots[i] = LLVMBuildAlloca(c->b, ltype_of(c, k->vars[i].type), k->vars[i].name);
+        e.slots[i] = LLVMBuildAlloca(c->b, ltype_of(c, k->vars[i].type, k->vars[i].lanes),
+                                     k->vars[i].name);
     static const int from_frame[3][2] = {{LV_N, FR_N}, {LV_SEED, FR_SEED}, {LV_STEP, FR_STEP}};
     for (int i = 0; i < 3; i++) {
         LLVMValueRef at = LLVMBuildStructGEP2(c->b, c->frame, frame, (unsigned)from_frame[i][1], "");

@@ -29,6 +29,7 @@ int lp_var(lprogram *p, const char *name, ltype type, int is_loop)
     k->vars[k->nvars].name = name;
     k->vars[k->nvars].type = type;
     k->vars[k->nvars].is_loop = is_loop;
+    k->vars[k->nvars].lanes = 1;
     return k->nvars++;
 }
 
@@ -92,7 +93,20 @@ static lexpr *node(lprogram *p, lx_op op, ltype type)
     lexpr *e = arena_alloc(p->a, sizeof *e);
     e->op = op;
     e->type = type;
+    e->lanes = 1;
+    e->stride = 1;
     return e;
+}
+
+static int max_lanes(const lexpr *a, const lexpr *b)
+{
+    return a->lanes > b->lanes ? a->lanes : b->lanes;
+}
+
+static int lanes3(const lexpr *a, const lexpr *b, const lexpr *c)
+{
+    int ab = max_lanes(a, b);
+    return ab > c->lanes ? ab : c->lanes;
 }
 
 lexpr *lx_int(lprogram *p, int64_t v)
@@ -120,6 +134,7 @@ lexpr *lx_var(lprogram *p, int var)
 {
     lexpr *e = node(p, LX_VAR, p->cur->vars[var].type);
     e->var = var;
+    e->lanes = p->cur->vars[var].lanes;
     return e;
 }
 
@@ -188,6 +203,7 @@ lexpr *lx_bin(lprogram *p, lx_op op, lexpr *a, lexpr *b)
     lexpr *e = node(p, op, type);
     e->a = a;
     e->b = b;
+    e->lanes = max_lanes(a, b);
     return e;
 }
 
@@ -200,6 +216,7 @@ lexpr *lx_un(lprogram *p, lx_op op, lexpr *a)
     ltype type = op == LX_TOFLOAT ? LT_FLOAT : op == LX_TODOUBLE ? LT_DOUBLE : a->type;
     lexpr *e = node(p, op, type);
     e->a = a;
+    e->lanes = op == LX_HSUM ? 1 : a->lanes;
     return e;
 }
 
@@ -209,7 +226,31 @@ lexpr *lx_select(lprogram *p, lexpr *cond, lexpr *a, lexpr *b)
     e->a = cond;
     e->b = a;
     e->c = b;
+    e->lanes = lanes3(cond, a, b);
     return e;
+}
+
+lexpr *lx_fma(lprogram *p, lexpr *a, lexpr *b, lexpr *c)
+{
+    lexpr *e = node(p, LX_FMA, c->type);
+    e->a = a;
+    e->b = b;
+    e->c = c;
+    e->lanes = lanes3(a, b, c);
+    return e;
+}
+
+int lp_local_array(lprogram *p, const char *name, int64_t size)
+{
+    p->bufs = arena_grow(p->a, p->bufs, sizeof(lbuf), (size_t)p->nbufs, (size_t)p->nbufs + 1);
+    lbuf *b = &p->bufs[p->nbufs];
+    b->name = name;
+    b->kind = LB_LOCAL;
+    b->type = DT_F32;
+    b->value = -1;
+    b->size = size;
+    b->offset = p->nkernels - 1; /* the kernel it belongs to */
+    return p->nbufs++;
 }
 
 lexpr *lx_madd(lprogram *p, lexpr *a, int64_t s, lexpr *b)
@@ -264,6 +305,7 @@ lstmt *ls_store(lprogram *p, lstmt *parent, int buf, lexpr *index, lexpr *value,
     s->index = index;
     s->value = value;
     s->accumulate = accumulate;
+    s->stride = 1;
     ls_append(p, parent, s);
     return s;
 }
@@ -314,7 +356,26 @@ static void print_expr(FILE *out, const lprogram *p, const lkernel *k, const lex
     case LX_LOAD:
         fprintf(out, "%s[", p->bufs[e->buf].name);
         print_expr(out, p, k, e->a);
+        if (e->lanes > 1 && e->stride == 1)
+            fprintf(out, " : +%d", e->lanes);
+        else if (e->lanes > 1)
+            fprintf(out, " : +%d by %" PRId64, e->lanes, e->stride);
         fputc(']', out);
+        break;
+    case LX_FMA:
+        fputs("fma(", out);
+        print_expr(out, p, k, e->a);
+        fputs(", ", out);
+        print_expr(out, p, k, e->b);
+        fputs(", ", out);
+        print_expr(out, p, k, e->c);
+        fputc(')', out);
+        break;
+    case LX_BROADCAST:
+    case LX_HSUM:
+        fprintf(out, "%s%d(", e->op == LX_HSUM ? "hsum" : "splat", e->op == LX_HSUM ? e->a->lanes : e->lanes);
+        print_expr(out, p, k, e->a);
+        fputc(')', out);
         break;
     case LX_MIN:
     case LX_MAX:
@@ -380,6 +441,10 @@ static void print_stmt(FILE *out, const lprogram *p, const lkernel *k, const lst
     case LS_STORE:
         fprintf(out, "%*s%s[", depth * 2, "", p->bufs[s->buf].name);
         print_expr(out, p, k, s->index);
+        if (s->value->lanes > 1 && s->stride == 1)
+            fprintf(out, " : +%d", s->value->lanes);
+        else if (s->value->lanes > 1)
+            fprintf(out, " : +%d by %" PRId64, s->value->lanes, s->stride);
         fprintf(out, "] %s ", s->accumulate ? "+=" : "=");
         print_expr(out, p, k, s->value);
         fputc('\n', out);
@@ -404,7 +469,7 @@ static void print_stmt(FILE *out, const lprogram *p, const lkernel *k, const lst
 
 static const char *buf_kind_name(lbuf_kind kind)
 {
-    static const char *const names[] = {"arena", "params", "grads", "x", "labels", "out"};
+    static const char *const names[] = {"arena", "params", "grads", "x", "labels", "out", "stack"};
     return names[kind];
 }
 
@@ -414,6 +479,8 @@ void lp_print(FILE *out, const lprogram *p)
             p->g->net->name);
     for (int i = 0; i < p->nbufs; i++) {
         const lbuf *b = &p->bufs[i];
+        if (b->kind == LB_LOCAL)
+            continue; /* printed with its kernel */
         int64_t at = b->kind == LB_ARENA ? p->g->values[b->value].offset : b->offset;
         fprintf(out, "buffer %s: %s[%" PRId64 "] in %s", b->name, b->type == DT_I32 ? "i32" : "f32",
                 b->size, buf_kind_name(b->kind));
@@ -428,6 +495,9 @@ void lp_print(FILE *out, const lprogram *p)
         if (n->loc.file)
             fprintf(out, "    # %s:%d", n->loc.file->path, n->loc.line);
         fputc('\n', out);
+        for (int b = 0; b < p->nbufs; b++)
+            if (p->bufs[b].kind == LB_LOCAL && p->bufs[b].offset == i)
+                fprintf(out, "  local %s: f32[%" PRId64 "]\n", p->bufs[b].name, p->bufs[b].size);
         print_stmt(out, p, k, k->body, 1);
     }
 }

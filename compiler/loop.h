@@ -42,6 +42,9 @@ typedef enum lx_op {
     LX_SELECT,  /* a ? b : c */
     LX_TOFLOAT, /* integer or double -> float */
     LX_TODOUBLE, /* integer or float -> double */
+    LX_FMA,     /* a * b + c, fused where the target can */
+    LX_BROADCAST, /* a scalar in every lane */
+    LX_HSUM,    /* the sum of a vector's lanes */
 } lx_op;
 
 /* LT_DOUBLE serves accumulators that must not lose precision over long
@@ -52,6 +55,9 @@ typedef struct lexpr lexpr;
 struct lexpr {
     lx_op op;
     ltype type;
+    int lanes;     /* 1: a scalar; > 1: a vector (LX_LOAD: that many
+                    * elements from the index, `stride` apart) */
+    int64_t stride; /* LX_LOAD of a vector: elements between lanes (1: contiguous) */
     int64_t i;     /* LX_INT */
     double f;      /* LX_FLOAT */
     int var;       /* LX_VAR */
@@ -74,17 +80,21 @@ struct lstmt {
     lexpr *extent;
     lstmt *body;
     int flags;         /* LOOP_* hints for code generation */
-    /* LS_STORE: buf[index] (+)= value */
+    /* LS_STORE: buf[index] (+)= value; a vector value goes to `stride`-spaced
+     * elements (1: contiguous) */
     int buf;
     lexpr *index;
     lexpr *value;
     int accumulate;
+    int64_t stride;
     /* LS_IF */
     lexpr *cond;
     lstmt *then_s, *else_s;
 };
 
-typedef enum lbuf_kind { LB_ARENA, LB_PARAMS, LB_GRADS, LB_X, LB_LABELS, LB_OUT } lbuf_kind;
+/* LB_LOCAL: a small array on the kernel's stack (register tiles: after
+ * unrolling its indices are constants and LLVM keeps it in registers). */
+typedef enum lbuf_kind { LB_ARENA, LB_PARAMS, LB_GRADS, LB_X, LB_LABELS, LB_OUT, LB_LOCAL } lbuf_kind;
 
 typedef struct lbuf {
     const char *name;
@@ -105,11 +115,14 @@ typedef struct lvar {
     const char *name;
     ltype type;
     int is_loop;
+    int lanes;       /* locals: 1, or the width of the vectors it holds */
 } lvar;
 
 typedef struct lkernel {
     const char *name;
     int node;        /* first graph node it computes */
+    int local_buf;   /* LB_LOCAL buffers belong to one kernel: the first
+                      * buffer index of this kernel's, for printing */
     lstmt *body;     /* an LS_BLOCK */
     lvar *vars;
     int nvars;
@@ -124,6 +137,7 @@ struct lprogram {
     int nbufs;
     int *value_buf;  /* graph value -> buffer, -1 until used */
     lkernel *cur;    /* kernel being built */
+    const struct target_desc *target; /* tiled kernels: their target, else NULL */
 };
 
 /* ---- building ------------------------------------------------------------- */
@@ -144,6 +158,9 @@ lexpr *lx_load(lprogram *p, int buf, lexpr *index);
 lexpr *lx_bin(lprogram *p, lx_op op, lexpr *a, lexpr *b);
 lexpr *lx_un(lprogram *p, lx_op op, lexpr *a);
 lexpr *lx_select(lprogram *p, lexpr *cond, lexpr *a, lexpr *b);
+lexpr *lx_fma(lprogram *p, lexpr *a, lexpr *b, lexpr *c);
+/* A stack array of `size` floats for the current kernel. */
+int lp_local_array(lprogram *p, const char *name, int64_t size);
 #define lx_add(p, a, b) lx_bin(p, LX_ADD, a, b)
 #define lx_sub(p, a, b) lx_bin(p, LX_SUB, a, b)
 #define lx_mul(p, a, b) lx_bin(p, LX_MUL, a, b)
@@ -166,8 +183,22 @@ lstmt *ls_if(lprogram *p, lstmt *parent, lexpr *cond);
 
 /* ---- passes --------------------------------------------------------------- */
 
-/* Lower every node of g into kernels (lower.c). */
-lprogram *lower_graph(arena *a, const ir_graph *g);
+/* Lower every node of g into kernels (lower.c).  With a target, ops that
+ * have a tiled form for it (schedule.c) use it. */
+lprogram *lower_graph(arena *a, const ir_graph *g, const struct target_desc *target);
+
+/* schedule.c: lower node n as a tiled, vectorized kernel if it has such a
+ * form for its shapes; returns 0 (and emits nothing) otherwise. */
+int schedule_lower(lprogram *p, const ir_node *n);
+
+/* loopopt.c: turn loops flagged LOOP_VECTOR (innermost, constant extent) into
+ * vector statements, then replicate the bodies of loops flagged LOOP_UNROLL. */
+void loop_vectorize(lprogram *p);
+void loop_unroll(lprogram *p);
+
+/* Copy of e with every use of variable var replaced by with. */
+lexpr *lx_subst(lprogram *p, lexpr *e, int var, lexpr *with);
+lstmt *ls_subst(lprogram *p, const lstmt *s, int var, lexpr *with);
 
 void lp_print(FILE *out, const lprogram *p);
 

@@ -435,10 +435,12 @@ void lower_softmax_xent_bwd(lprogram *p, const ir_node *n)
 
 /* ---- the pass -------------------------------------------------------------------------------- */
 
-lprogram *lower_graph(arena *a, const ir_graph *g)
+lprogram *lower_graph(arena *a, const ir_graph *g, const target_desc *target)
 {
     lprogram *p = lp_new(a, g);
+    p->target = target;
     for (int i = 0; i < g->nnodes; i++)
-        op_table[g->nodes[i].op].lower(p, &g->nodes[i]);
+        if (!target || !schedule_lower(p, &g->nodes[i]))
+            op_table[g->nodes[i].op].lower(p, &g->nodes[i]);
     return p;
 }

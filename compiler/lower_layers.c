@@ -452,3 +452,73 @@ void lower_mse_loss_bwd(lprogram *p, const ir_node *n)
     ls_store(p, b, bdx, lx_madd(p, V(p, i), k, V(p, j)),
              lx_mul(p, mse_diff(p, bx, bl, i, j, k), V(p, scale)), 0);
 }
+
+/* ---- the packing kernels of tiled ops (pack.c) ------------------------------------------ */
+
+/* Zeros around and between (zero insertion by `stride`) the elements of x. */
+void lower_pad(lprogram *p, const ir_node *n)
+{
+    dims x = dims_of(p, n->in[0]), y = dims_of(p, n->out[0]);
+    const ir_attrs *a = &n->attr;
+    int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    zero_fill(p, k, by, y.c * y.h * y.w);
+    int i, c, h, w;
+    lstmt *b = loop_n(p, k->body, &i);
+    b = loop(p, b, "c", x.c, &c);
+    b = loop(p, b, "h", x.h, &h);
+    b = loop(p, b, "w", x.w, &w);
+    lexpr *row = lx_add(p, I(p, a->pad[0]), lx_mul(p, V(p, h), I(p, a->stride[0])));
+    lexpr *col = lx_add(p, I(p, a->pad[1]), lx_mul(p, V(p, w), I(p, a->stride[1])));
+    ls_store(p, b, by, at4(p, y, V(p, i), V(p, c), row, col),
+             lx_load(p, bx, at4(p, x, V(p, i), V(p, c), V(p, h), V(p, w))), 0);
+}
+
+/* Weights in the order of the tiled kernels (pack_offset); PACK_FLIPPED
+ * also swaps input and output channels within each group and flips the
+ * kernel, for the backward-data convolution. */
+void lower_pack_weights(lprogram *p, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    int64_t kt = a->filters, cg = a->units, kg = kt / a->groups, lanes = a->lanes;
+    int R = a->kernel[0], S = a->kernel[1];
+    int bw = lp_buf(p, n->in[0]), bo = lp_buf(p, n->out[0]);
+    lkernel *kern = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int k, c, r, s;
+    lstmt *b = loop(p, kern->body, "k", kt, &k);
+    b = loop(p, b, "c", cg, &c);
+    b = loop(p, b, "r", R, &r);
+    b = loop(p, b, "s", S, &s);
+    lexpr *g = lx_div(p, V(p, k), I(p, kg)), *kin = lx_bin(p, LX_REM, V(p, k), I(p, kg));
+    lexpr *block = lx_mul(p, lx_div(p, kin, I(p, lanes)), I(p, lanes));
+    lexpr *width = lx_bin(p, LX_MIN, I(p, lanes), lx_sub(p, I(p, kg), block));
+    lexpr *tap = lx_madd(p, lx_madd(p, V(p, c), R, V(p, r)), S, V(p, s));
+    lexpr *dst = lx_add(p, lx_add(p, lx_mul(p, lx_add(p, lx_mul(p, g, I(p, kg)), block),
+                                            I(p, cg * R * S)),
+                                  lx_mul(p, tap, width)),
+                        lx_sub(p, kin, block));
+    lexpr *src;
+    if (a->mode == PACK_FORWARD) {
+        src = lx_madd(p, lx_madd(p, lx_madd(p, V(p, k), cg, V(p, c)), R, V(p, r)), S, V(p, s));
+    } else { /* W[g*cg + c][kin][R-1-r][S-1-s], W of shape [groups*cg][kg][R][S] */
+        lexpr *oc = lx_add(p, lx_mul(p, g, I(p, cg)), V(p, c));
+        lexpr *fr = lx_sub(p, I(p, R - 1), V(p, r)), *fs = lx_sub(p, I(p, S - 1), V(p, s));
+        src = lx_madd(p, lx_madd(p, lx_madd(p, oc, kg, kin), R, fr), S, fs);
+    }
+    ls_store(p, b, bo, dst, lx_load(p, bw, src), 0);
+}
+
+/* [N][C][H][W] -> [N][H][W][C] */
+void lower_transpose_nhwc(lprogram *p, const ir_node *n)
+{
+    dims x = dims_of(p, n->in[0]);
+    int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int i, c, e;
+    lstmt *b = loop_n(p, k->body, &i);
+    b = loop(p, b, "e", x.h * x.w, &e);
+    b = loop(p, b, "c", x.c, &c);
+    lexpr *src = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), x.c, V(p, c)), I(p, x.h * x.w)), V(p, e));
+    lexpr *dst = lx_madd(p, lx_madd(p, V(p, i), x.h * x.w, V(p, e)), x.c, V(p, c));
+    ls_store(p, b, by, dst, lx_load(p, bx, src), 0);
+}

@@ -90,7 +90,7 @@ static int emit_text(cnnc_unit *u, emit_kind emit, const char *path, int summary
     } else if (emit == EMIT_DOT) {
         graph_print_dot(out, u->train);
     } else if (emit == EMIT_JSON) {
-        graph_print_json(out, u->train);
+        fputs(u->network_json, out);
     } else {
         lp_print(out, u->train_prog);
         fputc('\n', out);

@@ -23,8 +23,12 @@ static int64_t conv_macs(const ir_graph *g, const ir_node *n)
     const ir_value *w, *y;
     switch (n->op) {
     case OP_CONV2D:
+    case OP_TCONV:
         w = in_val(g, n, 1), y = out_val(g, n);
         break;
+    case OP_TCONV_BWD_FILTER: /* dy in NHWC, dW */
+        return ir_shape_size(out_val(g, n)->shape) * ir_row_size(in_val(g, n, 0)) /
+               out_val(g, n)->shape.d[0];
     case OP_CONV2D_BWD_DATA:
         w = in_val(g, n, 1), y = in_val(g, n, 0);
         break;
@@ -43,7 +47,7 @@ static int64_t flops_conv(const ir_graph *g, const ir_node *n)
 static int64_t flops_dense(const ir_graph *g, const ir_node *n)
 {
     const ir_value *w = n->op == OP_DENSE_BWD_WEIGHT ? out_val(g, n) : in_val(g, n, 1);
-    return 2 * ir_shape_size(w->shape);
+    return 2 * ir_shape_size(w->shape); /* TDENSE: the packed weights, as many */
 }
 
 /* One operation per output element. */
@@ -125,4 +129,11 @@ const op_info op_table[OP_COUNT] = {
     [OP_SOFTMAX_BWD] = {"softmax_bwd", NULL, NULL, lower_softmax_bwd, flops_elementwise},
     [OP_MSE_LOSS] = {"mse_loss", NULL, grad_mse_loss, lower_mse_loss, flops_input},
     [OP_MSE_LOSS_BWD] = {"mse_loss_bwd", NULL, NULL, lower_mse_loss_bwd, flops_elementwise},
+    /* the tiled forms (pack.c, schedule.c); only their lowering is special */
+    [OP_PAD] = {"pad", NULL, NULL, lower_pad, NULL},
+    [OP_PACK_WEIGHTS] = {"pack_weights", NULL, NULL, lower_pack_weights, NULL},
+    [OP_TRANSPOSE_NHWC] = {"transpose_nhwc", NULL, NULL, lower_transpose_nhwc, NULL},
+    [OP_TCONV] = {"conv2d_tiled", NULL, NULL, lower_nothing, flops_conv},
+    [OP_TCONV_BWD_FILTER] = {"conv2d_bwd_filter_tiled", NULL, NULL, lower_nothing, flops_conv},
+    [OP_TDENSE] = {"dense_tiled", NULL, NULL, lower_nothing, flops_dense},
 };

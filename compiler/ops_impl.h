@@ -72,5 +72,8 @@ void lower_softmax(lprogram *p, const ir_node *n);
 void lower_softmax_bwd(lprogram *p, const ir_node *n);
 void lower_mse_loss(lprogram *p, const ir_node *n);
 void lower_mse_loss_bwd(lprogram *p, const ir_node *n);
+void lower_pad(lprogram *p, const ir_node *n);
+void lower_pack_weights(lprogram *p, const ir_node *n);
+void lower_transpose_nhwc(lprogram *p, const ir_node *n);
 
 #endif

@@ -85,3 +85,63 @@ int target_setup(cg *c, const char *triple, const char *cpu, int opt_level)
         LLVMDisposeMessage(features);
     return 0;
 }
+
+/* Whether LLVM's feature string has +feature. */
+static int has_feature(const char *features, const char *feature)
+{
+    size_t n = strlen(feature);
+    for (const char *p = features; (p = strstr(p, feature)); p += n)
+        if (p > features && p[-1] == '+' && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
+/* x86 levels and CPUs by their widest vectors. */
+static const struct {
+    const char *cpu;
+    int bits;
+    int fma;
+} x86_cpus[] = {
+    {"x86-64", 128, 0},         {"x86-64-v2", 128, 0},      {"x86-64-v3", 256, 1},
+    {"x86-64-v4", 512, 1},      {"haswell", 256, 1},        {"skylake", 256, 1},
+    {"skylake-avx512", 512, 1}, {"icelake-server", 512, 1}, {"sapphirerapids", 512, 1},
+    {"znver3", 256, 1},         {"znver4", 512, 1},         {"znver5", 512, 1},
+};
+
+int target_describe(const char *triple, const char *cpu, target_desc *t)
+{
+    memset(t, 0, sizeof *t);
+    t->l1_bytes = 32 * 1024;
+    t->l2_bytes = 1024 * 1024;
+    if (triple && strncmp(triple, "aarch64", 7) == 0) {
+        t->arch = "aarch64";
+        t->vector_bits = 128;
+        t->registers = 32;
+        t->fma = 1;
+    } else if (!triple || target_is_host(triple) || strncmp(triple, "x86_64", 6) == 0) {
+        t->arch = "x86_64";
+        if (!cpu && target_is_host(triple)) {
+            char *features = LLVMGetHostCPUFeatures();
+            t->vector_bits = has_feature(features, "avx512f") ? 512
+                             : has_feature(features, "avx2") ? 256 : 128;
+            t->fma = has_feature(features, "fma");
+            LLVMDisposeMessage(features);
+        } else {
+            const char *name = cpu ? cpu : "x86-64";
+            for (size_t i = 0; i < sizeof x86_cpus / sizeof x86_cpus[0]; i++)
+                if (strcmp(x86_cpus[i].cpu, name) == 0) {
+                    t->vector_bits = x86_cpus[i].bits;
+                    t->fma = x86_cpus[i].fma;
+                }
+            if (!t->vector_bits)
+                t->vector_bits = 128; /* a CPU LLVM knows but this table does not */
+        }
+        t->registers = t->vector_bits == 512 ? 32 : 16;
+    } else {
+        fprintf(stderr, "cnnc: error: unknown target '%s'; supported: x86_64-linux-gnu, "
+                        "aarch64-linux-gnu\n", triple);
+        return -1;
+    }
+    t->lanes = t->vector_bits / 32;
+    return 0;
+}

@@ -620,6 +620,122 @@ static void mse_loss_bwd(ref *r, const ir_node *n)
                 (float)(2 * (V(r, n, 0)[i * k + j] - (j == r->labels[i])) / ((double)r->n * k));
 }
 
+/* ---- the tiled forms of pack.c: the rewrite itself is tested by running
+ * the reference on rewritten graphs too ------------------------------------------ */
+
+static void pad(ref *r, const ir_node *n)
+{
+    d4 x = dims(r, n->in[0]), y = dims(r, n->out[0]);
+    const ir_attrs *a = &n->attr;
+    memset(OUT(r, n), 0, sizeof(float) * (size_t)(r->n * y.c * y.h * y.w));
+    for (int i = 0; i < r->n; i++)
+        for (int64_t c = 0; c < x.c; c++)
+            for (int64_t h = 0; h < x.h; h++)
+                for (int64_t w = 0; w < x.w; w++)
+                    OUT(r, n)[AT(y, i, c, a->pad[0] + h * a->stride[0], a->pad[1] + w * a->stride[1])] =
+                        V(r, n, 0)[AT(x, i, c, h, w)];
+}
+
+static void pack_weights(ref *r, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    int64_t kt = a->filters, cg = a->units, kg = kt / a->groups;
+    int R = a->kernel[0], S = a->kernel[1];
+    for (int64_t k = 0; k < kt; k++)
+        for (int64_t c = 0; c < cg; c++)
+            for (int p = 0; p < R; p++)
+                for (int q = 0; q < S; q++) {
+                    int64_t src;
+                    if (a->mode == PACK_FORWARD) {
+                        src = ((k * cg + c) * R + p) * S + q;
+                    } else {
+                        int64_t g = k / kg, oc = g * cg + c;
+                        src = ((oc * kg + k % kg) * R + (R - 1 - p)) * S + (S - 1 - q);
+                    }
+                    OUT(r, n)[pack_offset(k, c, p, q, kg, cg, R, S, a->lanes)] = V(r, n, 0)[src];
+                }
+}
+
+static void transpose_nhwc(ref *r, const ir_node *n)
+{
+    d4 x = dims(r, n->in[0]);
+    for (int i = 0; i < r->n; i++)
+        for (int64_t c = 0; c < x.c; c++)
+            for (int64_t e = 0; e < hw_of(x); e++)
+                OUT(r, n)[(i * hw_of(x) + e) * x.c + c] = V(r, n, 0)[(i * x.c + c) * hw_of(x) + e];
+}
+
+/* conv2d of an already padded input with packed weights */
+static void tconv(ref *r, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    d4 x = dims(r, n->in[0]), y = dims(r, n->out[0]);
+    int64_t cg = x.c / a->groups, kg = y.c / a->groups;
+    const float *b = n->nin > 2 ? V(r, n, 2) : NULL;
+    for (int i = 0; i < r->n; i++)
+        for (int64_t k = 0; k < y.c; k++)
+            for (int64_t oh = 0; oh < y.h; oh++)
+                for (int64_t ow = 0; ow < y.w; ow++) {
+                    double s = b ? b[k] : 0.0;
+                    for (int64_t c = 0; c < cg; c++)
+                        for (int p = 0; p < a->kernel[0]; p++)
+                            for (int q = 0; q < a->kernel[1]; q++)
+                                s += (double)V(r, n, 0)[AT(x, i, k / kg * cg + c,
+                                                           oh * a->stride[0] + p * a->dilation[0],
+                                                           ow * a->stride[1] + q * a->dilation[1])] *
+                                     V(r, n, 1)[pack_offset(k, c, p, q, kg, cg, a->kernel[0],
+                                                            a->kernel[1], a->lanes)];
+                    OUT(r, n)[AT(y, i, k, oh, ow)] = (float)s;
+                }
+}
+
+/* dW (and db) from dy in NHWC and the padded input */
+static void tconv_bwd_filter(ref *r, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    d4 x = dims(r, n->in[1]);
+    const ir_value *dw = &r->g->values[n->out[0]];
+    int64_t kt = dw->shape.d[0], cg = dw->shape.d[1], kg = kt / a->groups;
+    const ir_value *dyv = &r->g->values[r->g->nodes[r->g->values[n->in[0]].producer].in[0]];
+    int64_t oh_n = dyv->shape.d[2], ow_n = dyv->shape.d[3];
+    const float *dy = V(r, n, 0);
+    for (int64_t k = 0; k < kt; k++) {
+        double bias = 0;
+        for (int64_t c = 0; c < cg; c++)
+            for (int p = 0; p < a->kernel[0]; p++)
+                for (int q = 0; q < a->kernel[1]; q++) {
+                    double s = 0;
+                    for (int i = 0; i < r->n; i++)
+                        for (int64_t oh = 0; oh < oh_n; oh++)
+                            for (int64_t ow = 0; ow < ow_n; ow++)
+                                s += (double)dy[((i * oh_n + oh) * ow_n + ow) * kt + k] *
+                                     V(r, n, 1)[AT(x, i, k / kg * cg + c,
+                                                   oh * a->stride[0] + p * a->dilation[0],
+                                                   ow * a->stride[1] + q * a->dilation[1])];
+                    OUT(r, n)[((k * cg + c) * a->kernel[0] + p) * a->kernel[1] + q] = (float)s;
+                }
+        for (int i = 0; i < r->n; i++)
+            for (int64_t e = 0; e < oh_n * ow_n; e++)
+                bias += dy[(i * oh_n * ow_n + e) * kt + k];
+        if (n->nout > 1)
+            r->val[n->out[1]][k] = (float)bias;
+    }
+}
+
+static void tdense(ref *r, const ir_node *n)
+{
+    int64_t f = dims(r, n->in[0]).c, u = dims(r, n->out[0]).c;
+    const float *b = n->nin > 2 ? V(r, n, 2) : NULL;
+    for (int i = 0; i < r->n; i++)
+        for (int64_t o = 0; o < u; o++) {
+            double s = b ? b[o] : 0.0;
+            for (int64_t j = 0; j < f; j++)
+                s += (double)V(r, n, 0)[i * f + j] *
+                     V(r, n, 1)[pack_offset(o, j, 0, 0, u, f, 1, 1, n->attr.lanes)];
+            OUT(r, n)[i * u + o] = (float)s;
+        }
+}
+
 typedef void (*ref_fn)(ref *r, const ir_node *n);
 
 static const ref_fn ref_ops[OP_COUNT] = {
@@ -657,6 +773,12 @@ static const ref_fn ref_ops[OP_COUNT] = {
     [OP_SOFTMAX_BWD] = softmax_bwd,
     [OP_MSE_LOSS] = mse_loss,
     [OP_MSE_LOSS_BWD] = mse_loss_bwd,
+    [OP_PAD] = pad,
+    [OP_PACK_WEIGHTS] = pack_weights,
+    [OP_TRANSPOSE_NHWC] = transpose_nhwc,
+    [OP_TCONV] = tconv,
+    [OP_TCONV_BWD_FILTER] = tconv_bwd_filter,
+    [OP_TDENSE] = tdense,
 };
 
 uint64_t ref_seed, ref_step;

@@ -51,7 +51,7 @@ static char *read_file(const char *path)
 static void compare(tu_model *m, int n, uint64_t seed)
 {
     const cnn_model_desc *d = m->desc;
-    const ir_graph *tg = m->unit.train, *ig = m->unit.infer;
+    const ir_graph *tg = m->ref.train, *ig = m->ref.infer; /* unoptimized graphs */
     int64_t row = (int64_t)d->in_c * d->in_h * d->in_w;
     float *x = malloc(sizeof(float) * (size_t)(row * d->batch));
     int32_t *y = malloc(sizeof(int32_t) * (size_t)d->batch);
@@ -70,6 +70,20 @@ static void compare(tu_model *m, int n, uint64_t seed)
     m->ctx->step = ref_step = 7;
     ref_result ref;
     ck_assert_int_eq(ref_run(tg, ref_params, ref_grads, x, y, n, &ref), 0);
+    if (m->unit.opt->opt_level > 0) {
+        /* The rewritten graph (tiled forms, folded batch norm) computes the
+         * same, run by the reference too: the rewrite alone is right. */
+        float *p2 = malloc(pbytes), *g2 = calloc((size_t)d->param_floats, sizeof(float));
+        memcpy(p2, m->ctx->params, pbytes);
+        ref_result r2;
+        ck_assert_int_eq(ref_run(m->unit.train, p2, g2, x, y, n, &r2), 0);
+        ck_assert_msg(fabs(r2.loss - ref.loss) <= 1e-9 * fmax(1, fabs(ref.loss)),
+                      "%s: the rewritten graph's loss %.12g vs %.12g", d->name, r2.loss, ref.loss);
+        double e2 = tu_rel_err(g2, ref_grads, d->param_floats, 1e-6);
+        ck_assert_msg(e2 <= 1e-6, "%s: the rewritten graph's gradients differ by %g", d->name, e2);
+        ref_result_free(&r2);
+        free(p2), free(g2);
+    }
 
     float loss = d->train_step(m->ctx, x, y, n);
     ck_assert_msg(fabs(loss - ref.loss) <= TOL * fmax(1.0, fabs(ref.loss)),
@@ -147,6 +161,9 @@ static void check_example(const char *file, int opt_level)
     char *diags = NULL;
     ck_assert_msg(tu_frontend(&m.unit, &m.opt, path, text, &diags) == 0, "%s", diags);
     free(diags);
+    m.ref_opt = m.opt;
+    m.ref_opt.opt_level = 0;
+    ck_assert_int_eq(tu_frontend(&m.ref, &m.ref_opt, path, text, NULL), 0);
     m.so_path = tu_path(opt_level ? "example-O2.so" : "example-O0.so");
     ck_assert_int_eq(cnnc_emit(&m.unit, EMIT_SO, m.so_path), 0);
     cnn_error err;

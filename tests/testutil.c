@@ -79,6 +79,10 @@ int tu_compile(tu_model *m, const char *name, const char *text, int opt_level)
         return -1;
     }
     free(diags);
+    m->ref_opt = m->opt;
+    m->ref_opt.opt_level = 0;
+    if (tu_frontend(&m->ref, &m->ref_opt, name, text, NULL) != 0)
+        return -1;
     char file[128];
     static int counter;
     snprintf(file, sizeof file, "%s-O%d-%d-%d.so", name, opt_level, (int)getpid(), counter++);
@@ -106,6 +110,7 @@ void tu_model_free(tu_model *m)
     if (m->handle)
         cnn_model_close(m->handle);
     cnnc_unit_free(&m->unit);
+    cnnc_unit_free(&m->ref);
     free(m->so_path);
     memset(m, 0, sizeof *m);
 }

@@ -28,8 +28,10 @@ int tu_frontend(cnnc_unit *u, cnnc_options *opt, const char *name, const char *t
 
 /* A compiled and loaded network. */
 typedef struct tu_model {
-    cnnc_unit unit;
+    cnnc_unit unit;      /* the compiled build */
+    cnnc_unit ref;       /* the same network at -O0: the graphs the reference runs */
     cnnc_options opt;
+    cnnc_options ref_opt;
     char *so_path;
     void *handle;
     const cnn_model_desc *desc;

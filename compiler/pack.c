@@ -1,0 +1,263 @@
+/*
+ * pack.c — rewriting convolutions and dense layers into the forms the
+ * tiled kernels take (run at -O1 and up, after autodiff, before memory
+ * planning).
+ *
+ * The tiled kernels (schedule.c) hold a tile of outputs in vector
+ * registers: a vector of `lanes` output channels times a few output pixels
+ * (or batch rows).  For every input value they broadcast one scalar and
+ * multiply it by a vector of weights, so the weights must be contiguous
+ * across output channels and the input must need no bounds checks:
+ *
+ *  - conv2d(x, W)        -> conv2d_tiled(pad(x), pack_weights(W))
+ *  - conv2d_bwd_data(dy, W) -> conv2d_tiled(pad(dy dilated by the stride),
+ *                              pack_weights(W flipped, in/out swapped)):
+ *    the gradient of a convolution with respect to its input is a
+ *    stride-1 convolution of the stride-dilated, padded output gradient
+ *    with the spatially flipped weights;
+ *  - conv2d_bwd_filter(dy, x) (and the layer's bias_bwd) ->
+ *    conv2d_bwd_filter_tiled(transpose_nhwc(dy), pad(x)): a tile of
+ *    weight gradients for `lanes` output channels reads dy with channels
+ *    contiguous;
+ *  - dense(x, W)         -> dense_tiled(x, pack_weights(W)).
+ *
+ * Packed weights keep PyTorch's layout in the parameter array; packing is
+ * a small kernel run each step (the weights change every step).  Layers
+ * with fewer than 4 output channels per group (depthwise convolutions)
+ * keep their plain loops.  The rewrite only changes how values are
+ * computed, never which: every test compares -O0 and -O2.
+ */
+#include <string.h>
+
+#include "cnnc.h"
+
+int64_t pack_offset(int64_t k, int64_t c, int64_t r, int64_t s, int64_t kg, int64_t cg, int64_t R,
+                    int64_t S, int lanes)
+{
+    int64_t g = k / kg, kin = k % kg, block = kin / lanes * lanes;
+    int64_t width = kg - block < lanes ? kg - block : lanes;
+    return (g * kg + block) * cg * R * S + ((c * R + r) * S + s) * width + kin - block;
+}
+
+/* A new node computing one value; returns the value. */
+static int aux_node(ir_graph *g, op_kind op, const ir_node *at, const char *suffix, int input,
+                    ir_shape shape, int batched, ir_attrs attr)
+{
+    int node = ir_add_node(g, op, arena_printf(g->a, "%s.%s", at->name, suffix), at->loc,
+                           at->layer);
+    g->nodes[node].attr = attr;
+    ir_node_input(g, node, input);
+    int v = ir_add_value(g, g->nodes[node].name, VAL_ACT, DT_F32, shape);
+    g->values[v].batched = batched;
+    ir_node_output(g, node, v);
+    return v;
+}
+
+typedef struct rewriter {
+    ir_graph *g;
+    int lanes;
+    int *before;     /* node index -> first of its inserted nodes, chained by next */
+    int *next;
+    int count;       /* nodes before the rewrite */
+} rewriter;
+
+/* Schedule node `added` to run just before node `at`. */
+static void run_before(rewriter *w, int at, int added)
+{
+    w->next[added] = -1;
+    if (w->before[at] < 0) {
+        w->before[at] = added;
+        return;
+    }
+    int i = w->before[at];
+    while (w->next[i] >= 0)
+        i = w->next[i];
+    w->next[i] = added;
+}
+
+/* pad(x): zeros around, and (zero insertion) `dilate - 1` zeros between
+ * rows and columns.  Returns the padded value, scheduled before node at. */
+static int pad_value(rewriter *w, int at, int x, const int pad[4], const int dilate[2])
+{
+    ir_graph *g = w->g;
+    const ir_value *xv = &g->values[x];
+    int64_t h = (xv->shape.d[2] - 1) * dilate[0] + 1, wd = (xv->shape.d[3] - 1) * dilate[1] + 1;
+    ir_attrs a = {0};
+    memcpy(a.pad, pad, sizeof a.pad);
+    a.stride[0] = dilate[0], a.stride[1] = dilate[1];
+    ir_shape s = ir_shape4(xv->shape.d[0], xv->shape.d[1], h + pad[0] + pad[2],
+                           wd + pad[1] + pad[3]);
+    int v = aux_node(g, OP_PAD, &g->nodes[at], "pad", x, s, 1, a);
+    run_before(w, at, g->values[v].producer);
+    return v;
+}
+
+static int pack_weights(rewriter *w, int at, int weights, int64_t kt, int64_t cg, int R, int S,
+                        int groups, int lanes, int mode)
+{
+    ir_graph *g = w->g;
+    ir_attrs a = {0};
+    a.filters = (int)kt, a.units = (int)cg, a.kernel[0] = R, a.kernel[1] = S;
+    a.groups = groups, a.lanes = lanes, a.mode = mode;
+    ir_shape s = {1, {kt * cg * R * S, 1, 1, 1}};
+    int v = aux_node(g, OP_PACK_WEIGHTS, &g->nodes[at], mode == PACK_FLIPPED ? "wflip" : "wpack",
+                     weights, s, 0, a);
+    run_before(w, at, g->values[v].producer);
+    return v;
+}
+
+static int lanes_for(const rewriter *w, int64_t per_group)
+{
+    return per_group < w->lanes ? (int)per_group : w->lanes;
+}
+
+static void rewrite_conv(rewriter *w, int i)
+{
+    ir_node *n = &w->g->nodes[i];
+    int64_t kg = n->attr.filters / n->attr.groups;
+    if (kg < 4)
+        return;
+    int no_dilate[2] = {1, 1};
+    int x = n->in[0];
+    if (n->attr.pad[0] || n->attr.pad[1] || n->attr.pad[2] || n->attr.pad[3])
+        x = pad_value(w, i, x, w->g->nodes[i].attr.pad, no_dilate);
+    n = &w->g->nodes[i];
+    const ir_value *wv = &w->g->values[n->in[1]];
+    int lanes = lanes_for(w, kg);
+    int packed = pack_weights(w, i, n->in[1], wv->shape.d[0], wv->shape.d[1], n->attr.kernel[0],
+                              n->attr.kernel[1], n->attr.groups, lanes, PACK_FORWARD);
+    n = &w->g->nodes[i];
+    n->op = OP_TCONV;
+    n->in[0] = x;
+    n->in[1] = packed;
+    memset(n->attr.pad, 0, sizeof n->attr.pad);
+    n->attr.lanes = lanes;
+}
+
+/* dx = conv(pad(dilate(dy)), flip(W)): stride 1, the forward dilation. */
+static void rewrite_conv_bwd_data(rewriter *w, int i)
+{
+    ir_graph *g = w->g;
+    ir_node *n = &g->nodes[i];
+    const ir_attrs *a = &n->attr;
+    const ir_value *dy = &g->values[n->in[0]], *dx = &g->values[n->out[0]];
+    int64_t cg = dx->shape.d[1] / a->groups, kg = dy->shape.d[1] / a->groups;
+    if (cg < 4)
+        return;
+    int pad[4];
+    pad[0] = (a->kernel[0] - 1) * a->dilation[0] - a->pad[0];
+    pad[1] = (a->kernel[1] - 1) * a->dilation[1] - a->pad[1];
+    int64_t dh = (dy->shape.d[2] - 1) * a->stride[0] + 1, dw = (dy->shape.d[3] - 1) * a->stride[1] + 1;
+    pad[2] = (int)(dx->shape.d[2] + (int64_t)(a->kernel[0] - 1) * a->dilation[0] - pad[0] - dh);
+    pad[3] = (int)(dx->shape.d[3] + (int64_t)(a->kernel[1] - 1) * a->dilation[1] - pad[1] - dw);
+    if (pad[0] < 0 || pad[1] < 0 || pad[2] < 0 || pad[3] < 0)
+        return; /* padding beyond the kernel: the plain loops handle it */
+    int stride[2] = {a->stride[0], a->stride[1]};
+    int padded = pad_value(w, i, n->in[0], pad, stride);
+    n = &g->nodes[i];
+    int lanes = lanes_for(w, cg);
+    int packed = pack_weights(w, i, n->in[1], dx->shape.d[1], kg, n->attr.kernel[0],
+                              n->attr.kernel[1], n->attr.groups, lanes, PACK_FLIPPED);
+    n = &g->nodes[i];
+    n->op = OP_TCONV;
+    n->in[0] = padded;
+    n->in[1] = packed;
+    memset(n->attr.pad, 0, sizeof n->attr.pad);
+    n->attr.stride[0] = n->attr.stride[1] = 1;
+    n->attr.filters = (int)dx->shape.d[1];
+    n->attr.bias = 0;
+    n->attr.lanes = lanes;
+}
+
+/* dW from transpose_nhwc(dy) and pad(x); the layer's bias gradient (a
+ * bias_bwd of the same dy) becomes a second output. */
+static void rewrite_conv_bwd_filter(rewriter *w, int i, char *dead)
+{
+    ir_graph *g = w->g;
+    ir_node *n = &g->nodes[i];
+    const ir_value *dy = &g->values[n->in[0]];
+    int64_t kg = dy->shape.d[1] / n->attr.groups;
+    if (kg < 4)
+        return;
+    int dyv = n->in[0], xv = n->in[1];
+    int no_dilate[2] = {1, 1};
+    if (n->attr.pad[0] || n->attr.pad[1] || n->attr.pad[2] || n->attr.pad[3])
+        xv = pad_value(w, i, xv, g->nodes[i].attr.pad, no_dilate);
+    ir_attrs ta = {0};
+    ir_shape ts = {2, {dy->shape.d[0], ir_row_size(dy), 1, 1}};
+    int t = aux_node(g, OP_TRANSPOSE_NHWC, &g->nodes[i], "dy_nhwc", dyv, ts, 1, ta);
+    run_before(w, i, g->values[t].producer);
+    n = &g->nodes[i];
+    n->op = OP_TCONV_BWD_FILTER;
+    n->in[0] = t;
+    n->in[1] = xv;
+    memset(n->attr.pad, 0, sizeof n->attr.pad);
+    n->attr.lanes = lanes_for(w, kg);
+    for (int j = 0; j < w->count; j++) {
+        ir_node *b = &g->nodes[j];
+        if (b->op == OP_BIAS_BWD && b->in[0] == dyv && b->layer == n->layer && !dead[j]) {
+            ir_node_output(g, i, b->out[0]);
+            dead[j] = 1;
+        }
+    }
+}
+
+static void rewrite_dense(rewriter *w, int i)
+{
+    ir_node *n = &w->g->nodes[i];
+    const ir_value *wv = &w->g->values[n->in[1]];
+    int lanes = lanes_for(w, wv->shape.d[0]);
+    int packed = pack_weights(w, i, n->in[1], wv->shape.d[0], wv->shape.d[1], 1, 1, 1, lanes,
+                              PACK_FORWARD);
+    n = &w->g->nodes[i];
+    n->op = OP_TDENSE;
+    n->in[1] = packed;
+    n->attr.lanes = lanes;
+}
+
+void graph_prepare_tiled(ir_graph *g, const target_desc *t)
+{
+    int count = g->nnodes;
+    rewriter w = {g, t->lanes, NULL, NULL, count};
+    size_t slots = (size_t)count * 8 + 64;
+    w.before = arena_alloc(g->a, sizeof(int) * (size_t)count);
+    w.next = arena_alloc(g->a, sizeof(int) * slots);
+    char *dead = arena_alloc(g->a, (size_t)count);
+    for (int i = 0; i < count; i++)
+        w.before[i] = -1;
+    for (int i = 0; i < count; i++) {
+        switch (g->nodes[i].op) {
+        case OP_CONV2D:
+            rewrite_conv(&w, i);
+            break;
+        case OP_CONV2D_BWD_DATA:
+            rewrite_conv_bwd_data(&w, i);
+            break;
+        case OP_CONV2D_BWD_FILTER:
+            rewrite_conv_bwd_filter(&w, i, dead);
+            break;
+        case OP_DENSE:
+            rewrite_dense(&w, i);
+            break;
+        default:
+            break;
+        }
+    }
+    /* New order: the inserted nodes just before the node that reads them. */
+    ir_node *nodes = arena_alloc(g->a, sizeof(ir_node) * (size_t)g->cap_nodes);
+    int n = 0, nforward = 0;
+    for (int i = 0; i < count; i++) {
+        for (int j = w.before[i]; j >= 0; j = w.next[j])
+            nodes[n++] = g->nodes[j];
+        if (!dead[i])
+            nodes[n++] = g->nodes[i];
+        if (i == g->nforward - 1)
+            nforward = n;
+    }
+    g->nodes = nodes;
+    g->nnodes = n;
+    g->nforward = nforward;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < nodes[i].nout; j++)
+            g->values[nodes[i].out[j]].producer = i;
+}

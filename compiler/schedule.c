@@ -1,0 +1,485 @@
+/*
+ * schedule.c — tiled, vectorized loop nests for the ops that dominate
+ * training time: convolutions (forward, backward-data through the rewrite
+ * of pack.c, backward-filter) and dense layers (forward, backward-data,
+ * backward-weight), plus the packing kernels they read.
+ *
+ * Every one of them is the same register tile (register_tile): an output
+ * block of `rows` x `cols` vectors of `lanes` floats lives in vector
+ * registers across the whole reduction; each reduction step broadcasts one
+ * scalar per row, loads one vector per column block, and does rows x cols
+ * fused multiply-adds.  What differs between ops is only which tensor
+ * gives the broadcast scalars, which gives the vectors, and where the
+ * results go — the index functions of a tile_spec.
+ *
+ * Tile sizes come from the target description by one rule: use every
+ * vector register but four for accumulators (28 of AVX-512's and NEON's
+ * 32, 12 of AVX2's 16), as two column blocks when the output has them (two
+ * vectors of weights per broadcast halve the broadcasts per FMA) and as
+ * many rows as fit.  Zen 5 needs at least 8 independent accumulators to
+ * keep its two FMA pipes busy (4-cycle latency); 28 leaves room.  Lanes
+ * are the target's vector width, or the channel count when it is smaller.
+ *
+ * The tile is built with its row loop marked LOOP_UNROLL and its lane loop
+ * LOOP_VECTOR; loopopt.c turns those into straight-line vector code and
+ * LLVM keeps the accumulator array in registers.  Rows and column blocks
+ * that do not divide evenly get a second tile of the remaining size.
+ */
+#include "lower.h"
+
+/* The index expressions of one use of the register tile. */
+typedef struct tile_spec {
+    const void *ctx;
+    int a_buf;    /* the broadcast operand */
+    int b_buf;    /* the vector operand (lane 0 at the index, lanes contiguous) */
+    int lanes;
+    int rows, cols;
+    int nred;     /* reduction loops, outermost first */
+    lexpr *red_extent[4];
+    const char *red_name[4];
+    /* index of the scalar for row m at the reduction point red[] */
+    lexpr *(*a_index)(const void *ctx, lprogram *p, lexpr *m, const int *red);
+    /* index of the vector of column block j */
+    lexpr *(*b_index)(const void *ctx, lprogram *p, int j, const int *red);
+    /* initial value of an accumulator (NULL: zero) */
+    lexpr *(*init)(const void *ctx, lprogram *p, lexpr *m, int j, lexpr *v);
+    /* store the finished accumulator of row m, block j, lane v */
+    void (*store)(const void *ctx, lprogram *p, lstmt *body, lexpr *m, int j, lexpr *v,
+                  lexpr *acc);
+} tile_spec;
+
+static lstmt *flagged_loop(lprogram *p, lstmt *parent, const char *name, int64_t extent, int flag,
+                           int *var)
+{
+    lstmt *f = ls_for(p, parent, name, I(p, extent), var);
+    f->flags |= flag;
+    return f->body;
+}
+
+static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
+{
+    int acc = lp_local_array(p, "acc", (int64_t)t->rows * t->cols * t->lanes);
+    int m, v, red[4];
+    /* acc = init */
+    lstmt *rows = flagged_loop(p, parent, "m", t->rows, LOOP_UNROLL, &m);
+    for (int j = 0; j < t->cols; j++) {
+        lstmt *lane = flagged_loop(p, rows, "v", t->lanes, LOOP_VECTOR, &v);
+        lexpr *at = lx_add(p, lx_mul(p, lx_add(p, lx_mul(p, V(p, m), I(p, t->cols)), I(p, j)),
+                                     I(p, t->lanes)),
+                           V(p, v));
+        lexpr *init = t->init ? t->init(t->ctx, p, V(p, m), j, V(p, v)) : NULL;
+        ls_store(p, lane, acc, at, init ? init : lx_float(p, 0), 0);
+    }
+    /* the reduction: acc += a[m] * b[j] */
+    lstmt *body = parent;
+    for (int i = 0; i < t->nred; i++)
+        body = ls_for(p, body, t->red_name[i], t->red_extent[i], &red[i])->body;
+    rows = flagged_loop(p, body, "m", t->rows, LOOP_UNROLL, &m);
+    lexpr *a = lx_load(p, t->a_buf, t->a_index(t->ctx, p, V(p, m), red));
+    for (int j = 0; j < t->cols; j++) {
+        lstmt *lane = flagged_loop(p, rows, "v", t->lanes, LOOP_VECTOR, &v);
+        lexpr *at = lx_add(p, lx_mul(p, lx_add(p, lx_mul(p, V(p, m), I(p, t->cols)), I(p, j)),
+                                     I(p, t->lanes)),
+                           V(p, v));
+        lexpr *b = lx_load(p, t->b_buf, lx_add(p, t->b_index(t->ctx, p, j, red), V(p, v)));
+        ls_store(p, lane, acc, at, lx_fma(p, a, b, lx_load(p, acc, at)), 0);
+    }
+    /* results out */
+    rows = flagged_loop(p, parent, "m", t->rows, LOOP_UNROLL, &m);
+    for (int j = 0; j < t->cols; j++) {
+        lstmt *lane = flagged_loop(p, rows, "v", t->lanes, LOOP_VECTOR, &v);
+        lexpr *at = lx_add(p, lx_mul(p, lx_add(p, lx_mul(p, V(p, m), I(p, t->cols)), I(p, j)),
+                                     I(p, t->lanes)),
+                           V(p, v));
+        t->store(t->ctx, p, lane, V(p, m), j, V(p, v), lx_load(p, acc, at));
+    }
+}
+
+/* Accumulators available to a tile: all vector registers but four. */
+static int tile_budget(const lprogram *p)
+{
+    return p->target->registers - 4;
+}
+
+/* ---- convolution (forward, and backward-data after pack.c) ------------------------ */
+
+typedef struct conv_ctx {
+    const ir_node *n;
+    int bx, bw, bb, by;
+    int64_t ct, hp, wp, kt, oh, ow, cg, kg;
+    int R, S;
+    int n_var, g_var, oh_var;
+    lexpr *k0;      /* first output channel of the tile */
+    lexpr *ow0;     /* first output column of the tile */
+    int lanes;      /* lanes of this tile's blocks */
+} conv_ctx;
+
+static lexpr *conv_a(const void *vc, lprogram *p, lexpr *m, const int *red)
+{
+    const conv_ctx *c = vc;
+    const ir_attrs *a = &c->n->attr;
+    lexpr *ch = lx_madd(p, V(p, c->g_var), c->cg, V(p, red[0]));
+    lexpr *row = lx_add(p, lx_mul(p, V(p, c->oh_var), I(p, a->stride[0])),
+                        lx_mul(p, V(p, red[1]), I(p, a->dilation[0])));
+    lexpr *col = lx_add(p, lx_mul(p, lx_add(p, c->ow0, m), I(p, a->stride[1])),
+                        lx_mul(p, V(p, red[2]), I(p, a->dilation[1])));
+    dims d = {c->ct, c->hp, c->wp};
+    return at4(p, d, V(p, c->n_var), ch, row, col);
+}
+
+/* Packed weights: the block of channel k0 + j*lanes, then [c][r][s][lanes]. */
+static lexpr *conv_b(const void *vc, lprogram *p, int j, const int *red)
+{
+    const conv_ctx *c = vc;
+    lexpr *block = lx_mul(p, lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)),
+                          I(p, c->cg * c->R * c->S));
+    lexpr *tap = lx_madd(p, lx_madd(p, V(p, red[0]), c->R, V(p, red[1])), c->S, V(p, red[2]));
+    return lx_add(p, block, lx_mul(p, tap, I(p, c->lanes)));
+}
+
+static lexpr *conv_init(const void *vc, lprogram *p, lexpr *m, int j, lexpr *v)
+{
+    const conv_ctx *c = vc;
+    (void)m;
+    if (c->bb < 0)
+        return NULL;
+    return lx_load(p, c->bb, lx_add(p, lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)), v));
+}
+
+static void conv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int j, lexpr *v,
+                       lexpr *acc)
+{
+    const conv_ctx *c = vc;
+    lexpr *k = lx_add(p, lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)), v);
+    dims d = {c->kt, c->oh, c->ow};
+    ls_store(p, body, c->by, at4(p, d, V(p, c->n_var), k, V(p, c->oh_var), lx_add(p, c->ow0, m)),
+             acc, 0);
+}
+
+/* The tiles of one output row for blocks starting at k0 (cols blocks). */
+static void conv_row(lprogram *p, lstmt *parent, conv_ctx *c, lexpr *k0, int cols, int lanes)
+{
+    int rows = tile_budget(p) / cols;
+    if (rows > c->ow)
+        rows = (int)c->ow;
+    c->k0 = k0;
+    c->lanes = lanes;
+    tile_spec t = {c, c->bx, c->bw, lanes, rows, cols, 3, {I(p, c->cg), I(p, c->R), I(p, c->S)},
+                   {"c", "r", "s"}, conv_a, conv_b, conv_init, conv_store};
+    int tv;
+    if (c->ow / rows > 0) {
+        lstmt *b = ls_for(p, parent, "owt", I(p, c->ow / rows), &tv)->body;
+        c->ow0 = lx_mul(p, V(p, tv), I(p, rows));
+        register_tile(p, b, &t);
+    }
+    if (c->ow % rows) {
+        t.rows = (int)(c->ow % rows);
+        c->ow0 = I(p, c->ow / rows * rows);
+        register_tile(p, parent, &t);
+    }
+}
+
+static void lower_tconv(lprogram *p, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    const ir_value *x = &p->g->values[n->in[0]], *y = &p->g->values[n->out[0]];
+    conv_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]),
+                  n->nin > 2 ? lp_buf(p, n->in[2]) : -1, lp_buf(p, n->out[0]),
+                  x->shape.d[1], x->shape.d[2], x->shape.d[3], y->shape.d[1], y->shape.d[2],
+                  y->shape.d[3], 0, 0, a->kernel[0], a->kernel[1], 0, 0, 0, NULL, NULL, 0};
+    c.cg = c.ct / a->groups;
+    c.kg = c.kt / a->groups;
+    int lanes = a->lanes;
+    int64_t full = c.kg / lanes, tail = c.kg % lanes;
+    int cols = full >= 2 ? 2 : 1;
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    lstmt *b = loop_n(p, k->body, &c.n_var);
+    b = loop(p, b, "g", a->groups, &c.g_var);
+    lexpr *gbase = lx_mul(p, V(p, c.g_var), I(p, c.kg));
+    if (full / cols > 0) { /* pairs of full blocks */
+        int kb;
+        lstmt *kl = loop(p, b, "kb", full / cols, &kb);
+        kl = loop(p, kl, "oh", c.oh, &c.oh_var);
+        conv_row(p, kl, &c, lx_add(p, gbase, lx_mul(p, V(p, kb), I(p, (int64_t)cols * lanes))),
+                 cols, lanes);
+    }
+    if (full % cols) { /* the odd full block */
+        lstmt *kl = loop(p, b, "oh", c.oh, &c.oh_var);
+        conv_row(p, kl, &c, lx_add(p, gbase, I(p, (full - 1) * lanes)), 1, lanes);
+    }
+    if (tail) { /* the channels left: a narrower vector */
+        lstmt *kl = loop(p, b, "oh", c.oh, &c.oh_var);
+        conv_row(p, kl, &c, lx_add(p, gbase, I(p, full * lanes)), 1, (int)tail);
+    }
+}
+
+/* ---- convolution backward-filter ---------------------------------------------------- */
+
+typedef struct filter_ctx {
+    const ir_node *n;
+    int bdy, bx, bdw;
+    int64_t ct, hp, wp, kt, oh, ow, cg, kg, taps;
+    int R, S;
+    int g_var;
+    lexpr *k0, *t0;
+    int lanes;
+} filter_ctx;
+
+/* Tap t = (c, r, s) of row m: x at the pixel that tap reads. */
+static lexpr *filter_a(const void *vc, lprogram *p, lexpr *m, const int *red)
+{
+    const filter_ctx *c = vc;
+    const ir_attrs *a = &c->n->attr;
+    lexpr *t = lx_add(p, c->t0, m);
+    lexpr *ch = lx_div(p, t, I(p, (int64_t)c->R * c->S));
+    lexpr *r = lx_bin(p, LX_REM, lx_div(p, t, I(p, c->S)), I(p, c->R));
+    lexpr *s = lx_bin(p, LX_REM, t, I(p, c->S));
+    lexpr *row = lx_add(p, lx_mul(p, V(p, red[1]), I(p, a->stride[0])),
+                        lx_mul(p, r, I(p, a->dilation[0])));
+    lexpr *col = lx_add(p, lx_mul(p, V(p, red[2]), I(p, a->stride[1])),
+                        lx_mul(p, s, I(p, a->dilation[1])));
+    dims d = {c->ct, c->hp, c->wp};
+    return at4(p, d, V(p, red[0]), lx_madd(p, V(p, c->g_var), c->cg, ch), row, col);
+}
+
+/* dy in NHWC: the vector of `lanes` channels of block j at a pixel. */
+static lexpr *filter_b(const void *vc, lprogram *p, int j, const int *red)
+{
+    const filter_ctx *c = vc;
+    lexpr *pixel = lx_madd(p, lx_madd(p, V(p, red[0]), c->oh, V(p, red[1])), c->ow, V(p, red[2]));
+    return lx_add(p, lx_mul(p, pixel, I(p, c->kt)), lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)));
+}
+
+static void filter_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int j, lexpr *v,
+                         lexpr *acc)
+{
+    const filter_ctx *c = vc;
+    lexpr *k = lx_add(p, lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)), v);
+    ls_store(p, body, c->bdw, lx_add(p, lx_mul(p, k, I(p, c->taps)), lx_add(p, c->t0, m)), acc, 0);
+}
+
+static void filter_taps(lprogram *p, lstmt *parent, filter_ctx *c, lexpr *k0, int cols,
+                        int lanes)
+{
+    int rows = tile_budget(p) / cols;
+    if (rows > c->taps)
+        rows = (int)c->taps;
+    c->k0 = k0;
+    c->lanes = lanes;
+    tile_spec t = {c, c->bx, c->bdy, lanes, rows, cols, 3,
+                   {lx_n(p), I(p, c->oh), I(p, c->ow)}, {"i", "oh", "ow"},
+                   filter_a, filter_b, NULL, filter_store};
+    int tv;
+    if (c->taps / rows > 0) {
+        lstmt *b = ls_for(p, parent, "tt", I(p, c->taps / rows), &tv)->body;
+        c->t0 = lx_mul(p, V(p, tv), I(p, rows));
+        register_tile(p, b, &t);
+    }
+    if (c->taps % rows) {
+        t.rows = (int)(c->taps % rows);
+        c->t0 = I(p, c->taps / rows * rows);
+        register_tile(p, parent, &t);
+    }
+}
+
+/* db[k] = sum of dy over examples and pixels, a vector of channels at a time. */
+static void filter_bias(lprogram *p, lstmt *parent, const filter_ctx *c, int bdb, lexpr *k0,
+                        int lanes)
+{
+    int v, i, e;
+    lstmt *lane = flagged_loop(p, parent, "v", lanes, LOOP_VECTOR, &v);
+    int acc = lp_var(p, "bias_acc", LT_FLOAT, 0);
+    ls_set(p, lane, acc, lx_float(p, 0));
+    lstmt *r = ls_for(p, lane, "i", lx_n(p), &i)->body;
+    r = loop(p, r, "e", c->oh * c->ow, &e);
+    lexpr *at = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), c->oh * c->ow, V(p, e)), I(p, c->kt)),
+                       lx_add(p, k0, V(p, v)));
+    ls_set(p, r, acc, lx_add(p, V(p, acc), lx_load(p, c->bdy, at)));
+    ls_store(p, lane, bdb, lx_add(p, k0, V(p, v)), V(p, acc), 0);
+}
+
+static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    const ir_value *x = &p->g->values[n->in[1]], *dw = &p->g->values[n->out[0]];
+    filter_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]),
+                    x->shape.d[1], x->shape.d[2], x->shape.d[3], dw->shape.d[0],
+                    0, 0, 0, 0, 0, a->kernel[0], a->kernel[1], 0, NULL, NULL, 0};
+    const ir_value *dyv = &p->g->values[p->g->nodes[p->g->values[n->in[0]].producer].in[0]];
+    c.oh = dyv->shape.d[2];
+    c.ow = dyv->shape.d[3];
+    c.cg = c.ct / a->groups;
+    c.kg = c.kt / a->groups;
+    c.taps = c.cg * c.R * c.S;
+    int lanes = a->lanes;
+    int64_t full = c.kg / lanes, tail = c.kg % lanes;
+    int cols = full >= 2 ? 2 : 1;
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    lstmt *b = loop(p, k->body, "g", a->groups, &c.g_var);
+    lexpr *gbase = lx_mul(p, V(p, c.g_var), I(p, c.kg));
+    int bdb = n->nout > 1 ? lp_buf(p, n->out[1]) : -1;
+    int kb;
+    if (full / cols > 0) {
+        lstmt *kl = loop(p, b, "kb", full / cols, &kb);
+        lexpr *k0 = lx_add(p, gbase, lx_mul(p, V(p, kb), I(p, (int64_t)cols * lanes)));
+        filter_taps(p, kl, &c, k0, cols, lanes);
+        for (int j = 0; j < cols && bdb >= 0; j++)
+            filter_bias(p, kl, &c, bdb, lx_add(p, k0, I(p, (int64_t)j * lanes)), lanes);
+    }
+    if (full % cols) {
+        lexpr *k0 = lx_add(p, gbase, I(p, (full - 1) * lanes));
+        filter_taps(p, b, &c, k0, 1, lanes);
+        if (bdb >= 0)
+            filter_bias(p, b, &c, bdb, k0, lanes);
+    }
+    if (tail) {
+        lexpr *k0 = lx_add(p, gbase, I(p, full * lanes));
+        filter_taps(p, b, &c, k0, 1, (int)tail);
+        if (bdb >= 0)
+            filter_bias(p, b, &c, bdb, k0, (int)tail);
+    }
+}
+
+/* ---- dense ----------------------------------------------------------------------------- */
+
+/* The three products of a dense layer are one shape of tile: rows broadcast
+ * one operand at (row, reduction), columns load `lanes` contiguous floats of
+ * the other at (reduction, column), the result is [rows][columns]. */
+typedef struct gemm_ctx {
+    int a_buf, b_buf, out_buf, bias_buf;
+    int64_t a_row, a_red;       /* a at row*a_row + red*a_red */
+    int64_t b_red;              /* b at red*b_red + column; packed: column*b_red + red*lanes */
+    int packed;                 /* b is dense's packed weights */
+    int64_t out_row;            /* out at row*out_row + column */
+    lexpr *row0, *col0;
+    int lanes;
+} gemm_ctx;
+
+static lexpr *gemm_a(const void *vc, lprogram *p, lexpr *m, const int *red)
+{
+    const gemm_ctx *c = vc;
+    return lx_add(p, lx_mul(p, lx_add(p, c->row0, m), I(p, c->a_row)),
+                  lx_mul(p, V(p, red[0]), I(p, c->a_red)));
+}
+
+static lexpr *gemm_b(const void *vc, lprogram *p, int j, const int *red)
+{
+    const gemm_ctx *c = vc;
+    lexpr *col = lx_add(p, c->col0, I(p, (int64_t)j * c->lanes));
+    if (c->packed) /* the block starting at column col, then [red][lanes] */
+        return lx_add(p, lx_mul(p, col, I(p, c->b_red)), lx_mul(p, V(p, red[0]), I(p, c->lanes)));
+    return lx_add(p, lx_mul(p, V(p, red[0]), I(p, c->b_red)), col);
+}
+
+static lexpr *gemm_init(const void *vc, lprogram *p, lexpr *m, int j, lexpr *v)
+{
+    const gemm_ctx *c = vc;
+    (void)m;
+    if (c->bias_buf < 0)
+        return NULL;
+    return lx_load(p, c->bias_buf, lx_add(p, lx_add(p, c->col0, I(p, (int64_t)j * c->lanes)), v));
+}
+
+static void gemm_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int j, lexpr *v,
+                       lexpr *acc)
+{
+    const gemm_ctx *c = vc;
+    lexpr *at = lx_add(p, lx_mul(p, lx_add(p, c->row0, m), I(p, c->out_row)),
+                       lx_add(p, lx_add(p, c->col0, I(p, (int64_t)j * c->lanes)), v));
+    ls_store(p, body, c->out_buf, at, acc, 0);
+}
+
+/* Tiles over rows [0, nrows) (a constant, or the batch n when nrows < 0) and
+ * columns [0, ncols) in blocks of `lanes`, reducing over [0, nred) (or n). */
+static void gemm(lprogram *p, lstmt *parent, gemm_ctx *c, int64_t nrows, int64_t ncols,
+                 int64_t nred, int lanes)
+{
+    int64_t full = ncols / lanes, tail = ncols % lanes;
+    int cols = full >= 2 ? 2 : 1;
+    int rows = tile_budget(p) / cols;
+    if (nrows > 0 && rows > nrows)
+        rows = (int)nrows;
+    lexpr *red = nred < 0 ? lx_n(p) : I(p, nred);
+    lexpr *rows_e = nrows < 0 ? lx_n(p) : I(p, nrows);
+    struct {
+        int64_t first, count;
+        int cols, lanes;
+    } parts[3] = {{0, full / cols, cols, lanes},
+                  {full / cols * cols * lanes, full % cols, 1, lanes},
+                  {full * lanes, tail ? 1 : 0, 1, (int)tail}};
+    for (int part = 0; part < 3; part++) {
+        if (!parts[part].count)
+            continue;
+        int cb, rt, rr;
+        lstmt *b = ls_for(p, parent, "cb", I(p, parts[part].count), &cb)->body;
+        c->col0 = lx_add(p, I(p, parts[part].first),
+                         lx_mul(p, V(p, cb), I(p, (int64_t)parts[part].cols * parts[part].lanes)));
+        c->lanes = parts[part].lanes;
+        tile_spec t = {c, c->a_buf, c->b_buf, c->lanes, rows, parts[part].cols, 1, {red},
+                       {"red"}, gemm_a, gemm_b, gemm_init, gemm_store};
+        lstmt *tb = ls_for(p, b, "rt", lx_div(p, rows_e, I(p, rows)), &rt)->body;
+        c->row0 = lx_mul(p, V(p, rt), I(p, rows));
+        register_tile(p, tb, &t);
+        /* the rows left, one at a time */
+        tile_spec one = t;
+        one.rows = 1;
+        lstmt *rb = ls_for(p, b, "rr", lx_bin(p, LX_REM, rows_e, I(p, rows)), &rr)->body;
+        c->row0 = lx_add(p, lx_mul(p, lx_div(p, rows_e, I(p, rows)), I(p, rows)), V(p, rr));
+        register_tile(p, rb, &one);
+    }
+}
+
+/* y[i][o] = b[o] + sum_f x[i][f] W[o][f], W packed [o block][f][lanes]. */
+static void lower_tdense(lprogram *p, const ir_node *n)
+{
+    int64_t f = dims_of(p, n->in[0]).c, units = dims_of(p, n->out[0]).c;
+    gemm_ctx c = {lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]),
+                  n->nin > 2 ? lp_buf(p, n->in[2]) : -1, f, 1, f, 1, units, NULL, NULL, 0};
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    gemm(p, k->body, &c, -1, units, f, n->attr.lanes);
+}
+
+/* dx[i][f] = sum_o dy[i][o] W[o][f]: W rows are contiguous in f. */
+static int lower_dense_bwd_data_tiled(lprogram *p, const ir_node *n)
+{
+    int64_t units = dims_of(p, n->in[0]).c, f = dims_of(p, n->out[0]).c;
+    int lanes = f < p->target->lanes ? (int)f : p->target->lanes;
+    gemm_ctx c = {lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]), -1, units, 1,
+                  f, 0, f, NULL, NULL, 0};
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    gemm(p, k->body, &c, -1, f, units, lanes);
+    return 1;
+}
+
+/* dW[o][f] = sum_i dy[i][o] x[i][f]: x rows are contiguous in f. */
+static int lower_dense_bwd_weight_tiled(lprogram *p, const ir_node *n)
+{
+    int64_t units = dims_of(p, n->in[0]).c, f = dims_of(p, n->in[1]).c;
+    int lanes = f < p->target->lanes ? (int)f : p->target->lanes;
+    gemm_ctx c = {lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]), -1, 1, units,
+                  f, 0, f, NULL, NULL, 0};
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    gemm(p, k->body, &c, units, f, -1, lanes);
+    return 1;
+}
+
+int schedule_lower(lprogram *p, const ir_node *n)
+{
+    switch (n->op) {
+    case OP_TCONV:
+        lower_tconv(p, n);
+        return 1;
+    case OP_TCONV_BWD_FILTER:
+        lower_tconv_bwd_filter(p, n);
+        return 1;
+    case OP_TDENSE:
+        lower_tdense(p, n);
+        return 1;
+    case OP_DENSE_BWD_DATA:
+        return lower_dense_bwd_data_tiled(p, n);
+    case OP_DENSE_BWD_WEIGHT:
+        return lower_dense_bwd_weight_tiled(p, n);
+    default:
+        return 0;
+    }
+}
