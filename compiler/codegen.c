@@ -45,8 +45,8 @@ static void cg_types(cg *c)
     c->f64 = LLVMDoubleTypeInContext(c->ctx);
     c->ptr = LLVMPointerTypeInContext(c->ctx, 0);
     c->void_t = LLVMVoidTypeInContext(c->ctx);
-    LLVMTypeRef frame[FR_COUNT] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr,
-                                   c->ptr, c->i64, c->i64, c->i64};
+    LLVMTypeRef frame[FR_COUNT] = {c->ptr, c->ptr, c->ptr, c->ptr, c->ptr, c->ptr,
+                                   c->i64, c->i64, c->i64, c->ptr, c->ptr};
     c->frame = LLVMStructCreateNamed(c->ctx, "frame");
     LLVMStructSetBody(c->frame, frame, FR_COUNT, 0);
     LLVMTypeRef kparams[1] = {c->ptr};
@@ -125,9 +125,10 @@ static void emit_entry(cg *c, const cnnc_unit *u, const lprogram *p, const char 
     else
         LLVMBuildRetVoid(b);
     LLVMPositionBuilderAtEnd(b, run);
-    static const int from_ctx[3][2] = {{FR_PARAMS, CTX_PARAMS}, {FR_GRADS, CTX_GRADS},
-                                       {FR_ARENA, CTX_ARENA}};
-    for (int i = 0; i < 3; i++) {
+    static const int from_ctx[5][2] = {{FR_PARAMS, CTX_PARAMS}, {FR_GRADS, CTX_GRADS},
+                                       {FR_ARENA, CTX_ARENA}, {FR_POOL, CTX_POOL},
+                                       {FR_PARFOR, CTX_PARALLEL_FOR}};
+    for (int i = 0; i < 5; i++) {
         LLVMValueRef src = LLVMBuildStructGEP2(b, c->ctx_t, ctx, (unsigned)from_ctx[i][1], "");
         LLVMValueRef v = LLVMBuildLoad2(b, c->ptr, src, "");
         LLVMBuildStore(b, v, LLVMBuildStructGEP2(b, c->frame, frame, (unsigned)from_ctx[i][0], ""));

@@ -29,7 +29,8 @@ typedef struct cg {
 } cg;
 
 /* Fields of the frame struct. */
-enum { FR_PARAMS, FR_GRADS, FR_ARENA, FR_X, FR_LABELS, FR_OUT, FR_N, FR_SEED, FR_STEP, FR_COUNT };
+enum { FR_PARAMS, FR_GRADS, FR_ARENA, FR_X, FR_LABELS, FR_OUT, FR_N, FR_SEED, FR_STEP,
+       FR_POOL, FR_PARFOR, FR_COUNT };
 /* Fields of struct cnn_ctx that generated code reads. */
 enum { CTX_ABI, CTX_RESERVED, CTX_MODEL, CTX_PARAMS, CTX_GRADS, CTX_ARENA, CTX_POOL,
        CTX_PARALLEL_FOR, CTX_SEED, CTX_STEP, CTX_COUNT };

@@ -14,6 +14,7 @@
  * loop IR says, in the order it says, so -O0 and -O3 agree closely with
  * each other and with the reference interpreter.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,9 @@ typedef struct kemit {
     LLVMValueRef fn;
     LLVMValueRef *slots; /* one alloca per kernel variable */
     LLVMValueRef *bases; /* one base pointer per buffer */
+    LLVMValueRef frame;  /* the frame pointer of this function */
+    int in_parallel;     /* inside an outlined parallel loop: nested ones run serially */
+    int parallel_count;  /* outlined loops of this kernel, for their names */
 } kemit;
 
 static LLVMValueRef intrinsic(cg *c, const char *name, LLVMTypeRef type, LLVMTypeRef *fn_type)
@@ -236,13 +240,15 @@ static LLVMValueRef expr(kemit *e, const lexpr *x)
 
 static void stmt(kemit *e, const lstmt *s);
 
-static void emit_for(kemit *e, const lstmt *s)
+static void begin_function(kemit *e);
+static void emit_parallel_for(kemit *e, const lstmt *s);
+
+/* The loop from the value in the variable's slot up to `extent`. */
+static void emit_loop_from(kemit *e, const lstmt *s, LLVMValueRef extent)
 {
     cg *c = e->c;
     LLVMBuilderRef b = c->b;
-    LLVMValueRef extent = expr(e, s->extent);
     LLVMValueRef slot = e->slots[s->var];
-    LLVMBuildStore(b, LLVMConstInt(c->i64, 0, 0), slot);
     const char *name = e->k->vars[s->var].name;
     LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c->ctx, e->fn, name);
     LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "body");
@@ -258,6 +264,86 @@ static void emit_for(kemit *e, const lstmt *s)
     LLVMBuildStore(b, next, slot);
     LLVMBuildBr(b, head);
     LLVMPositionBuilderAtEnd(b, exit);
+}
+
+static void emit_for(kemit *e, const lstmt *s)
+{
+    if ((s->flags & LOOP_PARALLEL) && !e->in_parallel) {
+        emit_parallel_for(e, s);
+        return;
+    }
+    LLVMValueRef extent = expr(e, s->extent);
+    LLVMBuildStore(e->c->b, LLVMConstInt(e->c->i64, 0, 0), e->slots[s->var]);
+    emit_loop_from(e, s, extent);
+}
+
+/* A parallel loop: its body becomes a function of (closure, begin, end)
+ * that the context's thread pool runs over chunks of [0, extent); the
+ * closure carries the frame and the values of every kernel variable, so
+ * the body sees the enclosing loops' counters.  Without a pool, the
+ * function runs the whole range on this thread. */
+static void emit_parallel_for(kemit *e, const lstmt *s)
+{
+    cg *c = e->c;
+    LLVMBuilderRef b = c->b;
+    const lkernel *k = e->k;
+    LLVMTypeRef *fields = malloc(sizeof *fields * (size_t)(k->nvars + 1));
+    fields[0] = c->ptr;
+    for (int i = 0; i < k->nvars; i++)
+        fields[i + 1] = ltype_of(c, k->vars[i].type, k->vars[i].lanes);
+    LLVMTypeRef closure_t = LLVMStructTypeInContext(c->ctx, fields, (unsigned)k->nvars + 1, 0);
+    free(fields);
+    LLVMValueRef extent = expr(e, s->extent);
+    LLVMValueRef closure = LLVMBuildAlloca(b, closure_t, "closure");
+    LLVMBuildStore(b, e->frame, LLVMBuildStructGEP2(b, closure_t, closure, 0, ""));
+    for (int i = 0; i < k->nvars; i++) {
+        LLVMTypeRef t = ltype_of(c, k->vars[i].type, k->vars[i].lanes);
+        LLVMBuildStore(b, LLVMBuildLoad2(b, t, e->slots[i], ""),
+                       LLVMBuildStructGEP2(b, closure_t, closure, (unsigned)i + 1, ""));
+    }
+    /* the outlined body */
+    char name[256];
+    snprintf(name, sizeof name, "%s.par%d", LLVMGetValueName(e->fn), e->parallel_count++);
+    LLVMTypeRef params[3] = {c->ptr, c->i64, c->i64};
+    LLVMTypeRef task_t = LLVMFunctionType(c->void_t, params, 3, 0);
+    LLVMBasicBlockRef resume = LLVMGetInsertBlock(b);
+    kemit o = *e;
+    o.fn = LLVMAddFunction(c->mod, name, task_t);
+    LLVMSetLinkage(o.fn, LLVMInternalLinkage);
+    o.in_parallel = 1;
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(c->ctx, o.fn, "entry"));
+    LLVMValueRef oc = LLVMGetParam(o.fn, 0);
+    o.frame = LLVMBuildLoad2(b, c->ptr, LLVMBuildStructGEP2(b, closure_t, oc, 0, ""), "frame");
+    begin_function(&o);
+    for (int i = 0; i < k->nvars; i++) {
+        LLVMTypeRef t = ltype_of(c, k->vars[i].type, k->vars[i].lanes);
+        LLVMBuildStore(b, LLVMBuildLoad2(b, t, LLVMBuildStructGEP2(b, closure_t, oc, (unsigned)i + 1, ""), ""),
+                       o.slots[i]);
+    }
+    LLVMBuildStore(b, LLVMGetParam(o.fn, 1), o.slots[s->var]);
+    emit_loop_from(&o, s, LLVMGetParam(o.fn, 2));
+    LLVMBuildRetVoid(b);
+    free(o.slots);
+    free(o.bases);
+    /* the call: through the pool when there is one */
+    LLVMPositionBuilderAtEnd(b, resume);
+    LLVMValueRef pool = LLVMBuildLoad2(b, c->ptr, LLVMBuildStructGEP2(b, c->frame, e->frame, FR_POOL, ""), "pool");
+    LLVMValueRef pfor = LLVMBuildLoad2(b, c->ptr, LLVMBuildStructGEP2(b, c->frame, e->frame, FR_PARFOR, ""), "parallel_for");
+    LLVMBasicBlockRef threaded = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "threaded");
+    LLVMBasicBlockRef serial = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "serial");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "joined");
+    LLVMBuildCondBr(b, LLVMBuildIsNotNull(b, pool, ""), threaded, serial);
+    LLVMPositionBuilderAtEnd(b, threaded);
+    LLVMTypeRef pf_params[4] = {c->ptr, c->ptr, c->ptr, c->i64};
+    LLVMTypeRef pf_t = LLVMFunctionType(c->void_t, pf_params, 4, 0);
+    LLVMValueRef pargs[4] = {pool, o.fn, closure, extent};
+    LLVMBuildCall2(b, pf_t, pfor, pargs, 4, "");
+    LLVMBuildBr(b, join);
+    LLVMPositionBuilderAtEnd(b, serial);
+    LLVMValueRef sargs[3] = {closure, LLVMConstInt(c->i64, 0, 0), extent};
+    LLVMBuildCall2(b, task_t, o.fn, sargs, 3, "");
+    LLVMBuildBr(b, join);
+    LLVMPositionBuilderAtEnd(b, join);
 }
 
 static void emit_if(kemit *e, const lstmt *s)
@@ -358,9 +444,30 @@ static LLVMValueRef buffer_base(kemit *e, LLVMValueRef frame, int i)
     return base;
 }
 
+/* Entry of a kernel function (or an outlined loop of one): a stack slot per
+ * variable, n/seed/step from the frame, the base pointer of every buffer
+ * (this kernel's stack arrays allocated here). */
+static void begin_function(kemit *e)
+{
+    cg *c = e->c;
+    const lkernel *k = e->k;
+    e->slots = calloc((size_t)k->nvars, sizeof *e->slots);
+    e->bases = calloc((size_t)e->p->nbufs, sizeof *e->bases);
+    for (int i = 0; i < k->nvars; i++)
+        e->slots[i] = LLVMBuildAlloca(c->b, ltype_of(c, k->vars[i].type, k->vars[i].lanes),
+                                      k->vars[i].name);
+    static const int from_frame[3][2] = {{LV_N, FR_N}, {LV_SEED, FR_SEED}, {LV_STEP, FR_STEP}};
+    for (int i = 0; i < 3; i++) {
+        LLVMValueRef at = LLVMBuildStructGEP2(c->b, c->frame, e->frame, (unsigned)from_frame[i][1], "");
+        LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, c->i64, at, ""), e->slots[from_frame[i][0]]);
+    }
+    for (int i = 0; i < e->p->nbufs; i++)
+        e->bases[i] = buffer_base(e, e->frame, i);
+}
+
 LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char *name)
 {
-    kemit e = {c, p, k, NULL, NULL, NULL};
+    kemit e = {c, p, k, NULL, NULL, NULL, NULL, 0, 0};
     e.fn = LLVMAddFunction(c->mod, name, c->kernel_fn);
     LLVMSetLinkage(e.fn, LLVMInternalLinkage);
     /* Kept as functions: profiles show time per kernel, and a call per
@@ -368,21 +475,10 @@ LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char 
     unsigned noinline = LLVMGetEnumAttributeKindForName("noinline", 8);
     LLVMAddAttributeAtIndex(e.fn, LLVMAttributeFunctionIndex,
                                LLVMCreateEnumAttribute(c->ctx, noinline, 0));
-    LLVMValueRef frame = LLVMGetParam(e.fn, 0);
+    e.frame = LLVMGetParam(e.fn, 0);
     LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, e.fn, "entry");
     LLVMPositionBuilderAtEnd(c->b, entry);
-    e.slots = calloc((size_t)k->nvars, sizeof *e.slots);
-    e.bases = calloc((size_t)p->nbufs, sizeof *e.bases);
-    for (int i = 0; i < k->nvars; i++)
-        e.slots[i] = LLVMBuildAlloca(c->b, ltype_of(c, k->vars[i].type, k->vars[i].lanes),
-                                     k->vars[i].name);
-    static const int from_frame[3][2] = {{LV_N, FR_N}, {LV_SEED, FR_SEED}, {LV_STEP, FR_STEP}};
-    for (int i = 0; i < 3; i++) {
-        LLVMValueRef at = LLVMBuildStructGEP2(c->b, c->frame, frame, (unsigned)from_frame[i][1], "");
-        LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, c->i64, at, ""), e.slots[from_frame[i][0]]);
-    }
-    for (int i = 0; i < p->nbufs; i++)
-        e.bases[i] = buffer_base(&e, frame, i);
+    begin_function(&e);
     stmt(&e, k->body);
     LLVMBuildRetVoid(c->b);
     free(e.slots);

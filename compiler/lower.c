@@ -49,7 +49,7 @@ void lower_conv2d(lprogram *p, const ir_node *n)
     int bb = n->nin > 2 ? lp_buf(p, n->in[2]) : -1;
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int i, ko, oh, ow, c, r, s;
-    lstmt *b = loop_n(p, k->body, &i);
+    lstmt *b = loop_n_par(p, k->body, &i);
     b = loop(p, b, "k", y.c, &ko);
     b = loop(p, b, "oh", y.h, &oh);
     b = loop(p, b, "ow", y.w, &ow);
@@ -96,7 +96,7 @@ void lower_conv2d_bwd_data(lprogram *p, const ir_node *n)
     int bdy = lp_buf(p, n->in[0]), bw = lp_buf(p, n->in[1]), bdx = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int i, c, ih, iw, kk, r, s;
-    lstmt *b = loop_n(p, k->body, &i);
+    lstmt *b = loop_n_par(p, k->body, &i);
     b = loop(p, b, "c", dx.c, &c);
     b = loop(p, b, "ih", dx.h, &ih);
     b = loop(p, b, "iw", dx.w, &iw);
@@ -127,7 +127,7 @@ void lower_conv2d_bwd_filter(lprogram *p, const ir_node *n)
     int bdy = lp_buf(p, n->in[0]), bx = lp_buf(p, n->in[1]), bdw = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int ko, c, r, s, i, oh, ow;
-    lstmt *b = loop(p, k->body, "k", dy.c, &ko);
+    lstmt *b = loop_par(p, k->body, "k", dy.c, &ko);
     b = loop(p, b, "c", cg, &c);
     b = loop(p, b, "r", R, &r);
     b = loop(p, b, "s", S, &s);
@@ -154,7 +154,7 @@ void lower_bias_bwd(lprogram *p, const ir_node *n)
     int bdy = lp_buf(p, n->in[0]), bdb = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int ko, i, e;
-    lstmt *b = loop(p, k->body, "k", dy.c, &ko);
+    lstmt *b = loop_par(p, k->body, "k", dy.c, &ko);
     int acc = lp_var(p, "acc", LT_FLOAT, 0);
     ls_set(p, b, acc, lx_float(p, 0));
     lstmt *red = loop_n(p, b, &i);
@@ -270,7 +270,7 @@ typedef struct window {
 static window pool_window(lprogram *p, lkernel *k, dims y)
 {
     window wv;
-    lstmt *b = loop_n(p, k->body, &wv.i);
+    lstmt *b = loop_n_par(p, k->body, &wv.i);
     b = loop(p, b, "c", y.c, &wv.c);
     b = loop(p, b, "oh", y.h, &wv.oh);
     b = loop(p, b, "ow", y.w, &wv.ow);
@@ -422,7 +422,7 @@ void lower_softmax_xent_bwd(lprogram *p, const ir_node *n)
     int inv = lp_var(p, "inv_n", LT_FLOAT, 0);
     ls_set(p, k->body, inv, lx_div(p, lx_float(p, 1), lx_un(p, LX_TOFLOAT, lx_n(p))));
     int i, j;
-    lstmt *row = loop_n(p, k->body, &i);
+    lstmt *row = loop_n_par(p, k->body, &i);
     int lbl = lp_var(p, "label", LT_INT, 0);
     ls_set(p, row, lbl, label_of(p, bl, i, classes));
     lstmt *b = loop(p, row, "j", classes, &j);

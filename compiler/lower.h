@@ -52,20 +52,40 @@ static inline lstmt *loop_n(lprogram *p, lstmt *parent, int *var)
     return ls_for(p, parent, "i", lx_n(p), var)->body;
 }
 
+/* The same loops, marked parallel: only for loops whose iterations write
+ * disjoint outputs and share no local (reductions stay serial). */
+static inline lstmt *loop_par(lprogram *p, lstmt *parent, const char *name, int64_t extent,
+                              int *var)
+{
+    lstmt *f = ls_for(p, parent, name, lx_int(p, extent), var);
+    f->flags |= LOOP_PARALLEL;
+    return f->body;
+}
+
+static inline lstmt *loop_n_par(lprogram *p, lstmt *parent, int *var)
+{
+    lstmt *f = ls_for(p, parent, "i", lx_n(p), var);
+    f->flags |= LOOP_PARALLEL;
+    return f->body;
+}
+
 /* for e in [0, n * row): out[e] = f(e) — the body is built by the caller. */
 static inline lstmt *elementwise(lprogram *p, const ir_node *n, int *e)
 {
     int64_t row = ir_row_size(&p->g->values[n->out[0]]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
-    return ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), e)->body;
+    lstmt *f = ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), e);
+    f->flags |= LOOP_PARALLEL;
+    return f->body;
 }
 
 /* dx = 0 over the first n examples. */
 static inline void zero_fill(lprogram *p, lkernel *k, int buf, int64_t row)
 {
     int e;
-    lstmt *b = ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), &e)->body;
-    ls_store(p, b, buf, V(p, e), lx_float(p, 0), 0);
+    lstmt *f = ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), &e);
+    f->flags |= LOOP_PARALLEL;
+    ls_store(p, f->body, buf, V(p, e), lx_float(p, 0), 0);
 }
 
 /* The label of example i, clamped into [0, classes) so that a bad label can

@@ -55,7 +55,7 @@ void lower_batchnorm(lprogram *p, const ir_node *n)
     int by = lp_buf(p, n->out[0]), bmean = lp_buf(p, n->out[1]), binv = lp_buf(p, n->out[2]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int c;
-    lstmt *b = loop(p, k->body, "c", d.c, &c);
+    lstmt *b = loop_par(p, k->body, "c", d.c, &c);
     int count = lp_var(p, "count", LT_DOUBLE, 0), sum = lp_var(p, "sum", LT_DOUBLE, 0);
     int mean = lp_var(p, "mean", LT_DOUBLE, 0), var = lp_var(p, "var", LT_DOUBLE, 0);
     int dev = lp_var(p, "dev", LT_DOUBLE, 0), inv = lp_var(p, "invstd", LT_DOUBLE, 0);
@@ -106,7 +106,7 @@ void lower_batchnorm_bwd(lprogram *p, const ir_node *n)
     int bdx = lp_buf(p, n->out[0]), bdg = lp_buf(p, n->out[1]), bdb = lp_buf(p, n->out[2]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int c;
-    lstmt *b = loop(p, k->body, "c", d.c, &c);
+    lstmt *b = loop_par(p, k->body, "c", d.c, &c);
     int count = lp_var(p, "count", LT_DOUBLE, 0), sum = lp_var(p, "sum", LT_DOUBLE, 0);
     int dotp = lp_var(p, "dotp", LT_DOUBLE, 0), inv = lp_var(p, "invstd", LT_DOUBLE, 0);
     ls_set(p, b, count, dbl(p, lx_mul(p, lx_n(p), I(p, d.h * d.w))));
@@ -142,7 +142,7 @@ void lower_batchnorm_eval(lprogram *p, const ir_node *n)
     int brm = lp_buf(p, n->in[3]), brv = lp_buf(p, n->in[4]), by = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int c;
-    lstmt *b = loop(p, k->body, "c", d.c, &c);
+    lstmt *b = loop_par(p, k->body, "c", d.c, &c);
     int alpha = lp_var(p, "alpha", LT_FLOAT, 0), beta = lp_var(p, "beta", LT_FLOAT, 0);
     lexpr *inv = lx_div(p, lx_float(p, 1), lx_un(p, LX_SQRT, lx_add(p, lx_load(p, brv, V(p, c)),
                                                                  lx_float(p, n->attr.eps))));
@@ -167,7 +167,7 @@ void lower_bn_fold(lprogram *p, const ir_node *n)
     int bwf = lp_buf(p, n->out[0]), bbf = lp_buf(p, n->out[1]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int f, j;
-    lstmt *b = loop(p, k->body, "k", filters, &f);
+    lstmt *b = loop_par(p, k->body, "k", filters, &f);
     int s = lp_var(p, "s", LT_FLOAT, 0);
     ls_set(p, b, s, lx_div(p, lx_load(p, bg, V(p, f)),
                            lx_un(p, LX_SQRT, lx_add(p, lx_load(p, brv, V(p, f)),
@@ -211,7 +211,9 @@ static void dropout_kernel(lprogram *p, const ir_node *n, int in, int out)
     mix(p, k->body, key, salted);
     mix(p, k->body, key, lx_add(p, V(p, key), lx_var(p, LV_STEP)));
     int e;
-    lstmt *b = ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), &e)->body;
+    lstmt *f = ls_for(p, k->body, "e", lx_mul(p, lx_n(p), I(p, row)), &e);
+    f->flags |= LOOP_PARALLEL;
+    lstmt *b = f->body;
     mix(p, b, h, lx_add(p, V(p, key), V(p, e)));
     lexpr *u = lx_mul(p, lx_un(p, LX_TOFLOAT, lx_bin(p, LX_SHR, V(p, h), I(p, 40))),
                       lx_float(p, 1.0 / 16777216.0));
@@ -244,7 +246,7 @@ void lower_concat(lprogram *p, const ir_node *n)
         int64_t cj = dims_of(p, n->in[j]).c;
         int bx = lp_buf(p, n->in[j]);
         int i, e;
-        lstmt *b = loop_n(p, k->body, &i);
+        lstmt *b = loop_n_par(p, k->body, &i);
         b = loop(p, b, "e", cj * hw, &e);
         lexpr *dst = lx_add(p, lx_madd(p, V(p, i), y.c * hw, I(p, offset * hw)), V(p, e));
         ls_store(p, b, by, dst, lx_load(p, bx, lx_madd(p, V(p, i), cj * hw, V(p, e))), 0);
@@ -260,7 +262,7 @@ void lower_slice(lprogram *p, const ir_node *n)
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int64_t hw = x.h * x.w;
     int i, e;
-    lstmt *b = loop_n(p, k->body, &i);
+    lstmt *b = loop_n_par(p, k->body, &i);
     b = loop(p, b, "e", x.c * hw, &e);
     lexpr *src = lx_add(p, lx_madd(p, V(p, i), y.c * hw, I(p, n->attr.offset * hw)), V(p, e));
     ls_store(p, b, bdx, lx_madd(p, V(p, i), x.c * hw, V(p, e)), lx_load(p, bdy, src), 0);
@@ -274,7 +276,7 @@ void lower_global_avgpool(lprogram *p, const ir_node *n)
     int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int i, c, e;
-    lstmt *b = loop_n(p, k->body, &i);
+    lstmt *b = loop_n_par(p, k->body, &i);
     b = loop(p, b, "c", x.c, &c);
     int acc = lp_var(p, "acc", LT_FLOAT, 0);
     ls_set(p, b, acc, lx_float(p, 0));
@@ -291,7 +293,7 @@ void lower_global_avgpool_bwd(lprogram *p, const ir_node *n)
     int bdy = lp_buf(p, n->in[0]), bdx = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int i, c, e;
-    lstmt *b = loop_n(p, k->body, &i);
+    lstmt *b = loop_n_par(p, k->body, &i);
     b = loop(p, b, "c", x.c, &c);
     int g = lp_var(p, "g", LT_FLOAT, 0);
     ls_set(p, b, g, lx_div(p, lx_load(p, bdy, lx_madd(p, V(p, i), x.c, V(p, c))),
@@ -376,7 +378,7 @@ void lower_softmax(lprogram *p, const ir_node *n)
     int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
     lkernel *kern = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int i, j;
-    lstmt *row = loop_n(p, kern->body, &i);
+    lstmt *row = loop_n_par(p, kern->body, &i);
     int m = lp_var(p, "m", LT_FLOAT, 0), sum = lp_var(p, "sum", LT_FLOAT, 0);
     ls_set(p, row, m, lx_float(p, -INFINITY));
     lstmt *b = loop(p, row, "j", k, &j);
@@ -401,7 +403,7 @@ void lower_softmax_bwd(lprogram *p, const ir_node *n)
     int bdy = lp_buf(p, n->in[0]), by = lp_buf(p, n->in[1]), bdx = lp_buf(p, n->out[0]);
     lkernel *kern = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int i, j;
-    lstmt *row = loop_n(p, kern->body, &i);
+    lstmt *row = loop_n_par(p, kern->body, &i);
     int dot = lp_var(p, "dot", LT_FLOAT, 0);
     ls_set(p, row, dot, lx_float(p, 0));
     lstmt *b = loop(p, row, "j", k, &j);
@@ -448,7 +450,7 @@ void lower_mse_loss_bwd(lprogram *p, const ir_node *n)
     ls_set(p, kern->body, scale,
            lx_div(p, lx_float(p, 2), lx_un(p, LX_TOFLOAT, lx_mul(p, lx_n(p), I(p, k)))));
     int i, j;
-    lstmt *b = loop(p, loop_n(p, kern->body, &i), "j", k, &j);
+    lstmt *b = loop(p, loop_n_par(p, kern->body, &i), "j", k, &j);
     ls_store(p, b, bdx, lx_madd(p, V(p, i), k, V(p, j)),
              lx_mul(p, mse_diff(p, bx, bl, i, j, k), V(p, scale)), 0);
 }
@@ -464,7 +466,7 @@ void lower_pad(lprogram *p, const ir_node *n)
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     zero_fill(p, k, by, y.c * y.h * y.w);
     int i, c, h, w;
-    lstmt *b = loop_n(p, k->body, &i);
+    lstmt *b = loop_n_par(p, k->body, &i);
     b = loop(p, b, "c", x.c, &c);
     b = loop(p, b, "h", x.h, &h);
     b = loop(p, b, "w", x.w, &w);
@@ -485,7 +487,7 @@ void lower_pack_weights(lprogram *p, const ir_node *n)
     int bw = lp_buf(p, n->in[0]), bo = lp_buf(p, n->out[0]);
     lkernel *kern = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int k, c, r, s;
-    lstmt *b = loop(p, kern->body, "k", kt, &k);
+    lstmt *b = loop_par(p, kern->body, "k", kt, &k);
     b = loop(p, b, "c", cg, &c);
     b = loop(p, b, "r", R, &r);
     b = loop(p, b, "s", S, &s);
@@ -515,7 +517,7 @@ void lower_transpose_nhwc(lprogram *p, const ir_node *n)
     int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int i, c, e;
-    lstmt *b = loop_n(p, k->body, &i);
+    lstmt *b = loop_n_par(p, k->body, &i);
     b = loop(p, b, "e", x.h * x.w, &e);
     b = loop(p, b, "c", x.c, &c);
     lexpr *src = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), x.c, V(p, c)), I(p, x.h * x.w)), V(p, e));

@@ -193,7 +193,7 @@ static void lower_tconv(lprogram *p, const ir_node *n)
     int64_t full = c.kg / lanes, tail = c.kg % lanes;
     int cols = full >= 2 ? 2 : 1;
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
-    lstmt *b = loop_n(p, k->body, &c.n_var);
+    lstmt *b = loop_n_par(p, k->body, &c.n_var);
     b = loop(p, b, "g", a->groups, &c.g_var);
     lexpr *gbase = lx_mul(p, V(p, c.g_var), I(p, c.kg));
     if (full / cols > 0) { /* pairs of full blocks */
@@ -271,7 +271,7 @@ static void filter_taps(lprogram *p, lstmt *parent, filter_ctx *c, lexpr *k0, in
                    filter_a, filter_b, NULL, filter_store};
     int tv;
     if (c->taps / rows > 0) {
-        lstmt *b = ls_for(p, parent, "tt", I(p, c->taps / rows), &tv)->body;
+        lstmt *b = loop_par(p, parent, "tt", c->taps / rows, &tv);
         c->t0 = lx_mul(p, V(p, tv), I(p, rows));
         register_tile(p, b, &t);
     }
@@ -411,7 +411,7 @@ static void gemm(lprogram *p, lstmt *parent, gemm_ctx *c, int64_t nrows, int64_t
         if (!parts[part].count)
             continue;
         int cb, rt, rr;
-        lstmt *b = ls_for(p, parent, "cb", I(p, parts[part].count), &cb)->body;
+        lstmt *b = loop_par(p, parent, "cb", parts[part].count, &cb);
         c->col0 = lx_add(p, I(p, parts[part].first),
                          lx_mul(p, V(p, cb), I(p, (int64_t)parts[part].cols * parts[part].lanes)));
         c->lanes = parts[part].lanes;

@@ -71,12 +71,28 @@ const cnn_param_desc *cnn_model_param(const cnn_model_desc *m, const char *name)
 /* ---- contexts ---------------------------------------------------------- */
 
 /* Allocate a context for m: params, grads and arena, 64-byte aligned and
- * touched once so that no page fault happens inside a step.  Parameters
- * are zero; call cnn_init_params or cnn_checkpoint_load.  nthreads <= 0
- * means the number of available cores (threads arrive in a later version;
- * for now every context runs serially). */
+ * touched once so that no page fault happens inside a step, and a thread
+ * pool when more than one thread is asked for (nthreads <= 0: see
+ * cnn_default_threads).  Parameters are zero; call cnn_init_params or
+ * cnn_checkpoint_load.  Results do not depend on the thread count. */
 cnn_ctx *cnn_ctx_create(const cnn_model_desc *m, int nthreads, cnn_error *err);
 void cnn_ctx_free(cnn_ctx *ctx);
+
+/* ---- threads ------------------------------------------------------------ */
+
+/* A pool of nthreads threads (the caller and nthreads - 1 workers) for
+ * generated parallel loops; cnn_ctx_create makes one when it is given (or
+ * finds) more than one thread.  cnn_pool_parallel_for has the type
+ * cnn_parallel_fn of cnn_model.h. */
+typedef struct cnn_pool cnn_pool;
+cnn_pool *cnn_pool_create(int nthreads, cnn_error *err);
+void cnn_pool_parallel_for(void *pool, cnn_task_fn fn, void *closure, int64_t count);
+int cnn_pool_threads(const cnn_pool *pool);
+void cnn_pool_free(cnn_pool *pool);
+
+/* The thread count to use for a request of n: n itself when n > 0, else
+ * $CNNC_THREADS when set to a positive number, else the available cores. */
+int cnn_default_threads(int n);
 
 /* ---- random numbers ---------------------------------------------------- */
 

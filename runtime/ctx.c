@@ -8,6 +8,9 @@
  * the first touch of a page costs microseconds on these machines, and it
  * must not land inside a timed train step.
  *
+ * With more than one thread it also owns the thread pool the generated
+ * parallel loops run on (pool.c).
+ *
  * Generated code reads the public cnn_ctx fields by position; the runtime
  * allocates a larger struct and keeps its private state after them.
  */
@@ -21,8 +24,19 @@
 
 typedef struct ctx_impl {
     cnn_ctx pub;  /* must stay first: cnn_ctx * and ctx_impl * alias */
-    int nthreads; /* resolved thread count (informational until the pool) */
+    int nthreads; /* resolved thread count */
 } ctx_impl;
+
+int cnn_default_threads(int n)
+{
+    if (n > 0)
+        return n;
+    const char *env = getenv("CNNC_THREADS");
+    if (env && atoi(env) > 0)
+        return atoi(env);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 ? (int)cores : 1;
+}
 
 /* posix_memalign + memset, for at least one byte; NULL on failure. */
 static void *alloc_touched(int64_t bytes)
@@ -45,10 +59,7 @@ cnn_ctx *cnn_ctx_create(const cnn_model_desc *m, int nthreads, cnn_error *err)
         cnn_fail(err, "model %s: out of memory for a context", m->name);
         return NULL;
     }
-    if (nthreads <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        nthreads = cores > 0 ? (int)cores : 1;
-    }
+    nthreads = cnn_default_threads(nthreads);
     c->nthreads = nthreads;
     c->pub.abi_version = CNN_ABI_VERSION;
     c->pub.model = m;
@@ -63,7 +74,14 @@ cnn_ctx *cnn_ctx_create(const cnn_model_desc *m, int nthreads, cnn_error *err)
         cnn_ctx_free(&c->pub);
         return NULL;
     }
-    /* Serial for now: pool and parallel_for stay NULL, seed and step 0. */
+    if (nthreads > 1) {
+        c->pub.pool = cnn_pool_create(nthreads, err);
+        if (!c->pub.pool) {
+            cnn_ctx_free(&c->pub);
+            return NULL;
+        }
+        c->pub.parallel_for = cnn_pool_parallel_for;
+    }
     return &c->pub;
 }
 
@@ -72,6 +90,7 @@ void cnn_ctx_free(cnn_ctx *ctx)
     if (!ctx)
         return;
     ctx_impl *c = (ctx_impl *)ctx;
+    cnn_pool_free(c->pub.pool);
     free(c->pub.params);
     free(c->pub.grads);
     free(c->pub.arena);

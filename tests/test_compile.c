@@ -228,6 +228,54 @@ START_TEST(test_batch_clamp)
 }
 END_TEST
 
+/* Threads change nothing: three SGD steps with 1, 2 and 3 threads give
+ * bit-identical weights (parallel loops split independent work; every
+ * reduction runs in a fixed order inside one iteration). */
+static void check_threads(const char *name, const char *text)
+{
+    tu_model m;
+    ck_assert_int_eq(tu_compile(&m, name, text, 2), 0);
+    const cnn_model_desc *d = m.desc;
+    int64_t row = (int64_t)d->in_c * d->in_h * d->in_w;
+    float *x = malloc(sizeof(float) * (size_t)(row * d->batch));
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)d->batch);
+    tu_fill(x, row * d->batch, -1, 1, 5);
+    tu_fill_labels(y, d->batch, d->classes, 6);
+    size_t bytes = sizeof(float) * (size_t)d->param_floats;
+    float *first = malloc(bytes);
+    cnn_optim_config oc = {.type = CNN_OPTIM_SGD, .lr = 0.05, .momentum = 0.9};
+    for (int threads = 1; threads <= 3; threads++) {
+        cnn_error err;
+        cnn_ctx *ctx = cnn_ctx_create(d, threads, &err);
+        cnn_optimizer *opt = cnn_optimizer_create(d, &oc, &err);
+        ck_assert_ptr_nonnull(ctx);
+        ck_assert_ptr_nonnull(opt);
+        ck_assert(threads == 1 || ctx->pool != NULL);
+        cnn_init_params(d, ctx->params, 3);
+        for (int step = 0; step < 3; step++) {
+            d->train_step(ctx, x, y, step == 2 ? d->batch - 1 : d->batch);
+            cnn_optimizer_step(opt, ctx->params, ctx->grads);
+            ctx->step++;
+        }
+        if (threads == 1)
+            memcpy(first, ctx->params, bytes);
+        else
+            ck_assert_msg(memcmp(first, ctx->params, bytes) == 0,
+                          "%s: weights after 3 steps differ between 1 and %d threads", name,
+                          threads);
+        cnn_optimizer_free(opt);
+        cnn_ctx_free(ctx);
+    }
+    free(first), free(x), free(y);
+    tu_model_free(&m);
+}
+
+START_TEST(test_threads_bit_identical)
+{
+    check_threads(test_nets[_i].name, test_nets[_i].text);
+}
+END_TEST
+
 /* The descriptor describes the network: shapes, parameter table, config. */
 START_TEST(test_descriptor)
 {
@@ -272,6 +320,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_resnet8_O2);
     tcase_add_test(tc, test_mobilenet_tiny_O2);
     tcase_add_test(tc, test_batch_clamp);
+    tcase_add_loop_test(tc, test_threads_bit_identical, 0, ncases);
     tcase_add_test(tc, test_descriptor);
     suite_add_tcase(s, tc);
     return s;
