@@ -56,6 +56,9 @@ int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE 
     if (fast) {
         graph_prepare_tiled(u->train, &u->target);
         graph_prepare_tiled(u->infer, &u->target);
+        FILE *report = opt->verbose ? stderr : NULL;
+        graph_fuse(u->train, report);
+        graph_fuse(u->infer, report);
     }
     int reuse = opt->opt_level >= 1;
     u->train_arena = memplan(u->train, reuse);

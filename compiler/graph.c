@@ -425,6 +425,25 @@ static void print_value_ref(FILE *out, const ir_graph *g, int v)
     fprintf(out, "%s%s", val_prefix(val), val->name);
 }
 
+/* A fused epilogue: " +add(%r0) +relu", and the nodes it came from. */
+static void print_post(FILE *out, const ir_graph *g, const ir_node *n)
+{
+    if (n->attr.post & POST_ADD) {
+        fputs(" +add(", out);
+        print_value_ref(out, g, n->in[n->nin - 1]);
+        fputc(')', out);
+    }
+    if (n->attr.post & POST_RELU)
+        fputs(" +relu", out);
+    if (n->attr.post & POST_MASK) {
+        fputs(" +relu_mask(", out);
+        print_value_ref(out, g, n->in[n->nin - 1]);
+        fputc(')', out);
+    }
+    if (n->fused)
+        fprintf(out, " [fused: %s]", n->fused);
+}
+
 void graph_print(FILE *out, const ir_graph *g)
 {
     fprintf(out, "graph %s (%s, batch %d)\n", g->net->name,
@@ -458,13 +477,14 @@ void graph_print(FILE *out, const ir_graph *g)
                 fprintf(out, " @%" PRId64, v->offset);
         }
         fprintf(out, " = %s(", op_name(n->op));
-        for (int j = 0; j < n->nin; j++) {
+        for (int j = 0; j < ir_nin_core(n); j++) {
             if (j)
                 fputs(", ", out);
             print_value_ref(out, g, n->in[j]);
         }
         fputc(')', out);
         print_attrs(out, n);
+        print_post(out, g, n);
         if (n->loc.file)
             fprintf(out, "    # %s:%d", n->loc.file->path, n->loc.line);
         fputc('\n', out);
@@ -478,20 +498,33 @@ void graph_print_dot(FILE *out, const ir_graph *g)
     for (int i = 0; i < g->nnodes; i++) {
         const ir_node *n = &g->nodes[i];
         const char *color = i >= g->nforward ? "#f4cccc" : "#cfe2f3";
-        fprintf(out, "  n%d [shape=box, style=filled, fillcolor=\"%s\", label=\"%s\\n%s", i,
-                color, n->name, op_name(n->op));
+        /* a fused group: one box with a double border, the fused nodes named */
+        fprintf(out, "  n%d [shape=box, style=filled, fillcolor=\"%s\",%s label=\"%s%s%s\\n%s", i,
+                color, n->fused ? " peripheries=2," : "", n->name, n->fused ? " + " : "",
+                n->fused ? n->fused : "", op_name(n->op));
+        if (n->attr.post & POST_ADD)
+            fputs(" + add", out);
+        if (n->attr.post & POST_RELU)
+            fputs(" + relu", out);
+        if (n->attr.post & POST_MASK)
+            fputs(" + relu mask", out);
         if (n->nout) {
             fputs("\\n", out);
             ir_shape_print(out, g->values[n->out[0]].shape);
         }
         fputs("\"];\n", out);
     }
+    char *read = calloc((size_t)g->nvalues, 1);
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].nin; j++)
+            read[g->nodes[i].in[j]] = 1;
     for (int v = 0; v < g->nvalues; v++) {
         const ir_value *val = &g->values[v];
-        if (val->producer >= 0)
+        if (val->producer >= 0 || !read[v])
             continue;
         fprintf(out, "  v%d [shape=ellipse, label=\"%s%s\"];\n", v, val_prefix(val), val->name);
     }
+    free(read);
     for (int i = 0; i < g->nnodes; i++) {
         const ir_node *n = &g->nodes[i];
         for (int j = 0; j < n->nin; j++) {

@@ -59,8 +59,19 @@ typedef struct ir_attrs {
     int offset;      /* SLICE: first channel */
     int salt;        /* DROPOUT: distinguishes the random streams of layers */
     int lanes;       /* tiled ops: vector width over output channels */
+    int spatial;     /* TCONV: vectors over output columns instead (schedule.c) */
     int mode;        /* PACK_WEIGHTS: PACK_FORWARD or PACK_FLIPPED */
+    int post;        /* epilogue fused into the node (fuse.c): POST_* flags */
 } ir_attrs;
+
+/* Epilogues (fuse.c), applied in this order to each output element y of
+ * the node's first output; ADD and MASK read the node's last input r at the
+ * same element. */
+enum {
+    POST_ADD = 1,  /* y = y + r */
+    POST_RELU = 2, /* y = y < 0 ? 0 : y */
+    POST_MASK = 4, /* y = 0 < r ? y : 0 */
+};
 
 /* How PACK_WEIGHTS reorders a weight tensor (see pack.c). */
 enum pack_mode { PACK_FORWARD, PACK_FLIPPED };
@@ -160,7 +171,14 @@ typedef struct ir_node {
     ir_attrs attr;
     int layer;         /* network layer it belongs to */
     int group;         /* fusion group (kernel) it was placed in, -1 before fusion */
+    const char *fused; /* names of the nodes fused into it ("relu1"), or NULL */
 } ir_node;
+
+/* Inputs of n that its op reads, without an epilogue's extra operand. */
+static inline int ir_nin_core(const ir_node *n)
+{
+    return n->nin - ((n->attr.post & (POST_ADD | POST_MASK)) ? 1 : 0);
+}
 
 typedef enum graph_mode { GRAPH_TRAIN, GRAPH_INFER } graph_mode;
 
@@ -202,6 +220,8 @@ typedef struct op_info {
     void (*lower)(lprogram *p, const ir_node *n);
     /* Floating-point operations per example (multiply-add = 2). */
     int64_t (*flops)(const ir_graph *g, const ir_node *n);
+    /* Epilogues (POST_*) its lowering applies, for fuse.c. */
+    unsigned post;
 } op_info;
 
 extern const op_info op_table[OP_COUNT];
@@ -245,6 +265,14 @@ uint64_t graph_arch_hash(const ir_graph *g);
  * of their own (so memory planning sees their buffers). */
 typedef struct target_desc target_desc;
 void graph_prepare_tiled(ir_graph *g, const target_desc *t);
+
+/* fuse.c: fold element-wise ops (relu, residual add, relu's backward) into
+ * the kernel producing their input as epilogues; each decision is printed
+ * to report when it is not NULL.  Returns the number of nodes fused. */
+int graph_fuse(ir_graph *g, FILE *report);
+/* Max pooling whose windows neither overlap nor need padding: its backward
+ * writes each input element once (lower.c), so it can take an epilogue. */
+int maxpool_windows_disjoint(const ir_graph *g, const ir_node *n);
 
 /* Offset of element (k, c, r, s) of a weight tensor packed for tiled
  * kernels: per group, blocks of `lanes` output channels, each block

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <llvm-c/DebugInfo.h>
+
 #include "codegen.h"
 
 typedef struct kemit {
@@ -243,6 +245,28 @@ static void stmt(kemit *e, const lstmt *s);
 static void begin_function(kemit *e);
 static void emit_parallel_for(kemit *e, const lstmt *s);
 
+/* Loop metadata that keeps LLVM from unrolling or vectorizing a loop of a
+ * tiled kernel again: those are built vectorized and unrolled, and a second
+ * round only multiplies code (and compile time) without making it faster. */
+static void mark_loop_done(cg *c, LLVMValueRef latch)
+{
+    unsigned kind = LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9);
+    LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);
+    LLVMMetadataRef hint[2];
+    hint[0] = LLVMMDStringInContext2(c->ctx, "llvm.loop.unroll.disable", 24);
+    LLVMMetadataRef unroll = LLVMMDNodeInContext2(c->ctx, hint, 1);
+    hint[0] = LLVMMDStringInContext2(c->ctx, "llvm.loop.vectorize.width", 25);
+    hint[1] = LLVMValueAsMetadata(LLVMConstInt(c->i32, 1, 0));
+    LLVMMetadataRef width = LLVMMDNodeInContext2(c->ctx, hint, 2);
+    hint[0] = LLVMMDStringInContext2(c->ctx, "llvm.loop.interleave.count", 26);
+    hint[1] = LLVMValueAsMetadata(LLVMConstInt(c->i32, 1, 0));
+    LLVMMetadataRef interleave = LLVMMDNodeInContext2(c->ctx, hint, 2);
+    LLVMMetadataRef ops[4] = {self, unroll, width, interleave};
+    LLVMMetadataRef node = LLVMMDNodeInContext2(c->ctx, ops, 4);
+    LLVMMetadataReplaceAllUsesWith(self, node);
+    LLVMSetMetadata(latch, kind, LLVMMetadataAsValue(c->ctx, node));
+}
+
 /* The loop from the value in the variable's slot up to `extent`. */
 static void emit_loop_from(kemit *e, const lstmt *s, LLVMValueRef extent)
 {
@@ -262,7 +286,9 @@ static void emit_loop_from(kemit *e, const lstmt *s, LLVMValueRef extent)
     LLVMValueRef next = LLVMBuildAdd(b, LLVMBuildLoad2(b, c->i64, slot, ""),
                                      LLVMConstInt(c->i64, 1, 0), "");
     LLVMBuildStore(b, next, slot);
-    LLVMBuildBr(b, head);
+    LLVMValueRef latch = LLVMBuildBr(b, head);
+    if (e->k->tiled)
+        mark_loop_done(c, latch);
     LLVMPositionBuilderAtEnd(b, exit);
 }
 

@@ -126,6 +126,8 @@ typedef struct lkernel {
     lstmt *body;     /* an LS_BLOCK */
     lvar *vars;
     int nvars;
+    int tiled;       /* built by schedule.c: already vectorized and unrolled,
+                      * so LLVM is told not to unroll or vectorize it again */
 } lkernel;
 
 struct lprogram {

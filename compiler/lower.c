@@ -37,6 +37,19 @@ void lower_nothing(lprogram *p, const ir_node *n)
     (void)p, (void)n;
 }
 
+lexpr *post_apply(lprogram *p, const ir_node *n, lexpr *value, lexpr *at)
+{
+    int post = n->attr.post;
+    int r = (post & (POST_ADD | POST_MASK)) ? lp_buf(p, n->in[n->nin - 1]) : -1;
+    if (post & POST_ADD)
+        value = lx_add(p, value, lx_load(p, r, at));
+    if (post & POST_RELU)
+        value = lx_select(p, lx_lt(p, value, lx_float(p, 0)), lx_float(p, 0), value);
+    if (post & POST_MASK)
+        value = lx_select(p, lx_lt(p, lx_float(p, 0), lx_load(p, r, at)), value, lx_float(p, 0));
+    return value;
+}
+
 /* ---- convolution ------------------------------------------------------------------ */
 
 void lower_conv2d(lprogram *p, const ir_node *n)
@@ -46,7 +59,7 @@ void lower_conv2d(lprogram *p, const ir_node *n)
     int64_t cg = x.c / a->groups, kg = y.c / a->groups;
     int R = a->kernel[0], S = a->kernel[1];
     int bx = lp_buf(p, n->in[0]), bw = lp_buf(p, n->in[1]), by = lp_buf(p, n->out[0]);
-    int bb = n->nin > 2 ? lp_buf(p, n->in[2]) : -1;
+    int bb = ir_nin_core(n) > 2 ? lp_buf(p, n->in[2]) : -1;
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int i, ko, oh, ow, c, r, s;
     lstmt *b = loop_n_par(p, k->body, &i);
@@ -66,7 +79,8 @@ void lower_conv2d(lprogram *p, const ir_node *n)
     dims wd = {cg, R, S};
     lexpr *wv = lx_load(p, bw, at4(p, wd, V(p, ko), V(p, c), V(p, r), V(p, s)));
     ls_set(p, red, acc, lx_add(p, V(p, acc), lx_mul(p, xv, wv)));
-    ls_store(p, b, by, at4(p, y, V(p, i), V(p, ko), V(p, oh), V(p, ow)), V(p, acc), 0);
+    lexpr *at = at4(p, y, V(p, i), V(p, ko), V(p, oh), V(p, ow));
+    ls_store(p, b, by, at, post_apply(p, n, V(p, acc), at), 0);
 }
 
 /* Output coordinate that input coordinate `in` reaches through tap r, if
@@ -171,7 +185,7 @@ void lower_dense(lprogram *p, const ir_node *n)
 {
     int64_t f = dims_of(p, n->in[0]).c, units = dims_of(p, n->out[0]).c;
     int bx = lp_buf(p, n->in[0]), bw = lp_buf(p, n->in[1]), by = lp_buf(p, n->out[0]);
-    int bb = n->nin > 2 ? lp_buf(p, n->in[2]) : -1;
+    int bb = ir_nin_core(n) > 2 ? lp_buf(p, n->in[2]) : -1;
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int i, o, j;
     lstmt *b = loop_n(p, k->body, &i);
@@ -199,7 +213,8 @@ void lower_dense_bwd_data(lprogram *p, const ir_node *n)
     lexpr *g = lx_load(p, bdy, lx_madd(p, V(p, i), units, V(p, o)));
     lexpr *wv = lx_load(p, bw, lx_madd(p, V(p, o), f, V(p, j)));
     ls_set(p, red, acc, lx_add(p, V(p, acc), lx_mul(p, g, wv)));
-    ls_store(p, b, bdx, lx_madd(p, V(p, i), f, V(p, j)), V(p, acc), 0);
+    lexpr *at = lx_madd(p, V(p, i), f, V(p, j));
+    ls_store(p, b, bdx, at, post_apply(p, n, V(p, acc), at), 0);
 }
 
 void lower_dense_bwd_weight(lprogram *p, const ir_node *n)
@@ -244,7 +259,8 @@ void lower_add(lprogram *p, const ir_node *n)
     int ba = lp_buf(p, n->in[0]), bb = lp_buf(p, n->in[1]), by = lp_buf(p, n->out[0]);
     int e;
     lstmt *b = elementwise(p, n, &e);
-    ls_store(p, b, by, V(p, e), lx_add(p, lx_load(p, ba, V(p, e)), lx_load(p, bb, V(p, e))), 0);
+    lexpr *sum = lx_add(p, lx_load(p, ba, V(p, e)), lx_load(p, bb, V(p, e)));
+    ls_store(p, b, by, V(p, e), post_apply(p, n, sum, V(p, e)), 0);
 }
 
 void lower_copy(lprogram *p, const ir_node *n)
@@ -314,13 +330,69 @@ void lower_maxpool(lprogram *p, const ir_node *n)
     window wv = pool_window(p, k, y);
     int m, at;
     window_argmax(p, &wv, &n->attr, x, bx, &m, &at);
-    ls_store(p, wv.outer, by, at4(p, y, V(p, wv.i), V(p, wv.c), V(p, wv.oh), V(p, wv.ow)),
-             V(p, m), 0);
+    lexpr *out = at4(p, y, V(p, wv.i), V(p, wv.c), V(p, wv.oh), V(p, wv.ow));
+    ls_store(p, wv.outer, by, out, post_apply(p, n, V(p, m), out), 0);
+}
+
+int maxpool_windows_disjoint(const ir_graph *g, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    (void)g;
+    return a->stride[0] >= a->kernel[0] && a->stride[1] >= a->kernel[1] && !a->pad[0] &&
+           !a->pad[1] && !a->pad[2] && !a->pad[3];
+}
+
+/* Disjoint windows without padding: each input element is written once,
+ * dy where it is its window's first maximum and 0 elsewhere (rows and
+ * columns no window covers too), so no zero fill and no scattered adds,
+ * and the result can take an epilogue. */
+static void maxpool_bwd_disjoint(lprogram *p, const ir_node *n)
+{
+    dims y = dims_of(p, n->in[0]), x = dims_of(p, n->in[1]);
+    const ir_attrs *a = &n->attr;
+    int bdy = lp_buf(p, n->in[0]), bx = lp_buf(p, n->in[1]), bdx = lp_buf(p, n->out[0]);
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    window wv = pool_window(p, k, y);
+    int m, at;
+    window_argmax(p, &wv, a, x, bx, &m, &at);
+    int r, s;
+    /* the window again, now each element gets its value */
+    lstmt *t = loop(p, wv.outer, "r", a->kernel[0], &r);
+    t = loop(p, t, "s", a->kernel[1], &s);
+    lexpr *ih = lx_madd(p, V(p, wv.oh), a->stride[0], V(p, r));
+    lexpr *iw = lx_madd(p, V(p, wv.ow), a->stride[1], V(p, s));
+    lexpr *g = lx_load(p, bdy, at4(p, y, V(p, wv.i), V(p, wv.c), V(p, wv.oh), V(p, wv.ow)));
+    lexpr *hit = lx_bin(p, LX_EQ, lx_madd(p, ih, x.w, iw), V(p, at));
+    lexpr *dst = at4(p, x, V(p, wv.i), V(p, wv.c), ih, iw);
+    ls_store(p, t, bdx, dst, post_apply(p, n, lx_select(p, hit, g, lx_float(p, 0)), dst), 0);
+    /* elements between windows (stride > kernel) and past the last one */
+    int64_t covered_h = (y.h - 1) * a->stride[0] + a->kernel[0];
+    int64_t covered_w = (y.w - 1) * a->stride[1] + a->kernel[1];
+    if (a->stride[0] == a->kernel[0] && a->stride[1] == a->kernel[1] && covered_h == x.h &&
+        covered_w == x.w)
+        return;
+    int i, c, h, w;
+    lstmt *b = loop_n_par(p, k->body, &i);
+    b = loop(p, b, "c", x.c, &c);
+    b = loop(p, b, "h", x.h, &h);
+    b = loop(p, b, "w", x.w, &w);
+    lexpr *out_h = lx_bin(p, LX_OR, lx_bin(p, LX_LE, I(p, covered_h), V(p, h)),
+                          lx_bin(p, LX_LE, I(p, a->kernel[0]),
+                                 lx_bin(p, LX_REM, V(p, h), I(p, a->stride[0]))));
+    lexpr *out_w = lx_bin(p, LX_OR, lx_bin(p, LX_LE, I(p, covered_w), V(p, w)),
+                          lx_bin(p, LX_LE, I(p, a->kernel[1]),
+                                 lx_bin(p, LX_REM, V(p, w), I(p, a->stride[1]))));
+    lstmt *gap = ls_if(p, b, lx_bin(p, LX_OR, out_h, out_w))->then_s;
+    ls_store(p, gap, bdx, at4(p, x, V(p, i), V(p, c), V(p, h), V(p, w)), lx_float(p, 0), 0);
 }
 
 void lower_maxpool_bwd(lprogram *p, const ir_node *n)
 {
     /* inputs: dy, x; output dx */
+    if (maxpool_windows_disjoint(p->g, n)) {
+        maxpool_bwd_disjoint(p, n);
+        return;
+    }
     dims y = dims_of(p, n->in[0]), x = dims_of(p, n->in[1]);
     int bdy = lp_buf(p, n->in[0]), bx = lp_buf(p, n->in[1]), bdx = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
@@ -347,8 +419,8 @@ void lower_avgpool(lprogram *p, const ir_node *n)
     lexpr *v = lx_load(p, bx, at4(p, x, V(p, wv.i), V(p, wv.c), wv.ih, wv.iw));
     ls_set(p, wv.inner, acc, lx_add(p, V(p, acc), v));
     double inv = 1.0 / (n->attr.kernel[0] * n->attr.kernel[1]);
-    ls_store(p, wv.outer, by, at4(p, y, V(p, wv.i), V(p, wv.c), V(p, wv.oh), V(p, wv.ow)),
-             lx_mul(p, V(p, acc), lx_float(p, inv)), 0);
+    lexpr *at = at4(p, y, V(p, wv.i), V(p, wv.c), V(p, wv.oh), V(p, wv.ow));
+    ls_store(p, wv.outer, by, at, post_apply(p, n, lx_mul(p, V(p, acc), lx_float(p, inv)), at), 0);
 }
 
 void lower_avgpool_bwd(lprogram *p, const ir_node *n)

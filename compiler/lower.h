@@ -41,6 +41,10 @@ static inline lexpr *I(lprogram *p, int64_t v)
     return lx_int(p, v);
 }
 
+/* value after n's fused epilogue (fuse.c), for element `at` of its first
+ * output; value itself when nothing was fused. */
+lexpr *post_apply(lprogram *p, const ir_node *n, lexpr *value, lexpr *at);
+
 /* `for name in [0, extent)` nested in parent; returns the loop body. */
 static inline lstmt *loop(lprogram *p, lstmt *parent, const char *name, int64_t extent, int *var)
 {

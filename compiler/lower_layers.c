@@ -91,7 +91,8 @@ void lower_batchnorm(lprogram *p, const ir_node *n)
     ls_set(p, b, mf, lx_load(p, bmean, V(p, c)));
     r = channel_loop(p, b, d, c, &at);
     lexpr *centered = lx_sub(p, lx_load(p, bx, at), V(p, mf));
-    ls_store(p, r, by, at, lx_add(p, lx_mul(p, centered, V(p, alpha)), V(p, beta)), 0);
+    ls_store(p, r, by, at,
+             post_apply(p, n, lx_add(p, lx_mul(p, centered, V(p, alpha)), V(p, beta)), at), 0);
 }
 
 /* dx, dgamma, dbeta (PyTorch's formula):
@@ -153,7 +154,8 @@ void lower_batchnorm_eval(lprogram *p, const ir_node *n)
     lexpr *at;
     lstmt *r = channel_loop(p, b, d, c, &at);
     lexpr *centered = lx_sub(p, lx_load(p, bx, at), V(p, mf));
-    ls_store(p, r, by, at, lx_add(p, lx_mul(p, centered, V(p, alpha)), V(p, beta)), 0);
+    ls_store(p, r, by, at,
+             post_apply(p, n, lx_add(p, lx_mul(p, centered, V(p, alpha)), V(p, beta)), at), 0);
 }
 
 /* Folded weights and bias of a convolution followed by a batch norm. */
@@ -163,7 +165,7 @@ void lower_bn_fold(lprogram *p, const ir_node *n)
     int64_t filters = w->shape.d[0], per = ir_shape_size(w->shape) / filters;
     int bw = lp_buf(p, n->in[0]), bg = lp_buf(p, n->in[1]), bb = lp_buf(p, n->in[2]);
     int brm = lp_buf(p, n->in[3]), brv = lp_buf(p, n->in[4]);
-    int bias = n->nin > 5 ? lp_buf(p, n->in[5]) : -1;
+    int bias = ir_nin_core(n) > 5 ? lp_buf(p, n->in[5]) : -1;
     int bwf = lp_buf(p, n->out[0]), bbf = lp_buf(p, n->out[1]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int f, j;
@@ -283,8 +285,9 @@ void lower_global_avgpool(lprogram *p, const ir_node *n)
     lstmt *r = loop(p, b, "e", x.h * x.w, &e);
     lexpr *at = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), x.c, V(p, c)), I(p, x.h * x.w)), V(p, e));
     ls_set(p, r, acc, lx_add(p, V(p, acc), lx_load(p, bx, at)));
-    ls_store(p, b, by, lx_madd(p, V(p, i), x.c, V(p, c)),
-             lx_div(p, V(p, acc), lx_float(p, (double)(x.h * x.w))), 0);
+    lexpr *out = lx_madd(p, V(p, i), x.c, V(p, c));
+    ls_store(p, b, by, out,
+             post_apply(p, n, lx_div(p, V(p, acc), lx_float(p, (double)(x.h * x.w))), out), 0);
 }
 
 void lower_global_avgpool_bwd(lprogram *p, const ir_node *n)
@@ -300,7 +303,7 @@ void lower_global_avgpool_bwd(lprogram *p, const ir_node *n)
                            lx_float(p, (double)(x.h * x.w))));
     lstmt *r = loop(p, b, "e", x.h * x.w, &e);
     lexpr *at = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), x.c, V(p, c)), I(p, x.h * x.w)), V(p, e));
-    ls_store(p, r, bdx, at, V(p, g), 0);
+    ls_store(p, r, bdx, at, post_apply(p, n, V(p, g), at), 0);
 }
 
 /* ---- activations ------------------------------------------------------------------------ */

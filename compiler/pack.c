@@ -111,11 +111,27 @@ static int lanes_for(const rewriter *w, int64_t per_group)
     return per_group < w->lanes ? (int)per_group : w->lanes;
 }
 
+/* Fraction of vector lanes doing work when `count` elements are split in
+ * vectors of `lanes` (a narrower last vector counted as a whole one). */
+static double lane_use(int64_t count, int lanes)
+{
+    return (double)count / (double)(((count + lanes - 1) / lanes) * lanes);
+}
+
+/* Vectors over output columns (schedule.c's spatial tile) instead of over
+ * output channels: for stride 1, when they fill more lanes. */
+static int spatial_pays(const rewriter *w, int64_t channels, int64_t width, const int stride[2])
+{
+    return stride[0] == 1 && stride[1] == 1 &&
+           lane_use(width, w->lanes) > lane_use(channels, w->lanes);
+}
+
 static void rewrite_conv(rewriter *w, int i)
 {
     ir_node *n = &w->g->nodes[i];
     int64_t kg = n->attr.filters / n->attr.groups;
-    if (kg < 4)
+    int spatial = spatial_pays(w, kg, w->g->values[n->out[0]].shape.d[3], n->attr.stride);
+    if (kg < 4 && !spatial)
         return;
     int no_dilate[2] = {1, 1};
     int x = n->in[0];
@@ -123,7 +139,7 @@ static void rewrite_conv(rewriter *w, int i)
         x = pad_value(w, i, x, w->g->nodes[i].attr.pad, no_dilate);
     n = &w->g->nodes[i];
     const ir_value *wv = &w->g->values[n->in[1]];
-    int lanes = lanes_for(w, kg);
+    int lanes = spatial ? (int)kg : lanes_for(w, kg);
     int packed = pack_weights(w, i, n->in[1], wv->shape.d[0], wv->shape.d[1], n->attr.kernel[0],
                               n->attr.kernel[1], n->attr.groups, lanes, PACK_FORWARD);
     n = &w->g->nodes[i];
@@ -132,6 +148,7 @@ static void rewrite_conv(rewriter *w, int i)
     n->in[1] = packed;
     memset(n->attr.pad, 0, sizeof n->attr.pad);
     n->attr.lanes = lanes;
+    n->attr.spatial = spatial;
 }
 
 /* dx = conv(pad(dilate(dy)), flip(W)): stride 1, the forward dilation. */
@@ -142,7 +159,9 @@ static void rewrite_conv_bwd_data(rewriter *w, int i)
     const ir_attrs *a = &n->attr;
     const ir_value *dy = &g->values[n->in[0]], *dx = &g->values[n->out[0]];
     int64_t cg = dx->shape.d[1] / a->groups, kg = dy->shape.d[1] / a->groups;
-    if (cg < 4)
+    int one[2] = {1, 1};
+    int spatial = spatial_pays(w, cg, dx->shape.d[3], one);
+    if (cg < 4 && !spatial)
         return;
     int pad[4];
     pad[0] = (a->kernel[0] - 1) * a->dilation[0] - a->pad[0];
@@ -155,7 +174,7 @@ static void rewrite_conv_bwd_data(rewriter *w, int i)
     int stride[2] = {a->stride[0], a->stride[1]};
     int padded = pad_value(w, i, n->in[0], pad, stride);
     n = &g->nodes[i];
-    int lanes = lanes_for(w, cg);
+    int lanes = spatial ? (int)cg : lanes_for(w, cg);
     int packed = pack_weights(w, i, n->in[1], dx->shape.d[1], kg, n->attr.kernel[0],
                               n->attr.kernel[1], n->attr.groups, lanes, PACK_FLIPPED);
     n = &g->nodes[i];
@@ -167,6 +186,7 @@ static void rewrite_conv_bwd_data(rewriter *w, int i)
     n->attr.filters = (int)dx->shape.d[1];
     n->attr.bias = 0;
     n->attr.lanes = lanes;
+    n->attr.spatial = spatial;
 }
 
 /* dW from transpose_nhwc(dy) and pad(x); the layer's bias gradient (a

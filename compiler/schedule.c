@@ -152,8 +152,8 @@ static void conv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int j
     const conv_ctx *c = vc;
     lexpr *k = lx_add(p, lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)), v);
     dims d = {c->kt, c->oh, c->ow};
-    ls_store(p, body, c->by, at4(p, d, V(p, c->n_var), k, V(p, c->oh_var), lx_add(p, c->ow0, m)),
-             acc, 0);
+    lexpr *at = at4(p, d, V(p, c->n_var), k, V(p, c->oh_var), lx_add(p, c->ow0, m));
+    ls_store(p, body, c->by, at, post_apply(p, c->n, acc, at), 0);
 }
 
 /* The tiles of one output row for blocks starting at k0 (cols blocks). */
@@ -179,12 +179,18 @@ static void conv_row(lprogram *p, lstmt *parent, conv_ctx *c, lexpr *k0, int col
     }
 }
 
+static void lower_tconv_spatial(lprogram *p, const ir_node *n);
+
 static void lower_tconv(lprogram *p, const ir_node *n)
 {
+    if (n->attr.spatial) {
+        lower_tconv_spatial(p, n);
+        return;
+    }
     const ir_attrs *a = &n->attr;
     const ir_value *x = &p->g->values[n->in[0]], *y = &p->g->values[n->out[0]];
     conv_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]),
-                  n->nin > 2 ? lp_buf(p, n->in[2]) : -1, lp_buf(p, n->out[0]),
+                  ir_nin_core(n) > 2 ? lp_buf(p, n->in[2]) : -1, lp_buf(p, n->out[0]),
                   x->shape.d[1], x->shape.d[2], x->shape.d[3], y->shape.d[1], y->shape.d[2],
                   y->shape.d[3], 0, 0, a->kernel[0], a->kernel[1], 0, 0, 0, NULL, NULL, 0};
     c.cg = c.ct / a->groups;
@@ -193,6 +199,7 @@ static void lower_tconv(lprogram *p, const ir_node *n)
     int64_t full = c.kg / lanes, tail = c.kg % lanes;
     int cols = full >= 2 ? 2 : 1;
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    k->tiled = 1;
     lstmt *b = loop_n_par(p, k->body, &c.n_var);
     b = loop(p, b, "g", a->groups, &c.g_var);
     lexpr *gbase = lx_mul(p, V(p, c.g_var), I(p, c.kg));
@@ -213,6 +220,129 @@ static void lower_tconv(lprogram *p, const ir_node *n)
     }
 }
 
+/* ---- convolution, vectorized over output columns ------------------------------------ */
+
+/* For layers with few output channels (LeNet's 6, the backward-data of a
+ * layer with few input channels), vectors over channels would be mostly
+ * empty.  The spatial tile puts `lanes` consecutive output columns of one
+ * output row in a vector instead (stride 1: they read consecutive input
+ * columns), and holds rows = output channels x cols = output rows of them:
+ * each reduction step (c, r, s) broadcasts one weight per channel and loads
+ * one input row segment per output row.  Weights are packed as one block
+ * per group ([c][r][s][kg]), so a channel's weight is at a constant offset
+ * from the tap's. */
+typedef struct sconv_ctx {
+    const ir_node *n;
+    int bx, bw, bb, by;
+    int64_t ct, hp, wp, kt, oh, ow, cg, kg;
+    int R, S;
+    int n_var, g_var;
+    lexpr *k0, *oh0, *ow0;
+} sconv_ctx;
+
+static lexpr *sconv_a(const void *vc, lprogram *p, lexpr *m, const int *red)
+{
+    const sconv_ctx *c = vc;
+    lexpr *tap = lx_madd(p, lx_madd(p, V(p, red[0]), c->R, V(p, red[1])), c->S, V(p, red[2]));
+    lexpr *group = lx_mul(p, V(p, c->g_var), I(p, c->kg * c->cg * c->R * c->S));
+    return lx_add(p, group, lx_add(p, lx_mul(p, tap, I(p, c->kg)), lx_add(p, c->k0, m)));
+}
+
+static lexpr *sconv_b(const void *vc, lprogram *p, int j, const int *red)
+{
+    const sconv_ctx *c = vc;
+    const ir_attrs *a = &c->n->attr;
+    lexpr *ch = lx_madd(p, V(p, c->g_var), c->cg, V(p, red[0]));
+    lexpr *row = lx_add(p, lx_add(p, c->oh0, I(p, j)), lx_mul(p, V(p, red[1]), I(p, a->dilation[0])));
+    lexpr *col = lx_add(p, c->ow0, lx_mul(p, V(p, red[2]), I(p, a->dilation[1])));
+    dims d = {c->ct, c->hp, c->wp};
+    return at4(p, d, V(p, c->n_var), ch, row, col);
+}
+
+static lexpr *sconv_init(const void *vc, lprogram *p, lexpr *m, int j, lexpr *v)
+{
+    const sconv_ctx *c = vc;
+    (void)j, (void)v;
+    if (c->bb < 0)
+        return NULL;
+    return lx_load(p, c->bb, lx_add(p, lx_madd(p, V(p, c->g_var), c->kg, c->k0), m));
+}
+
+static void sconv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int j, lexpr *v,
+                        lexpr *acc)
+{
+    const sconv_ctx *c = vc;
+    lexpr *k = lx_add(p, lx_madd(p, V(p, c->g_var), c->kg, c->k0), m);
+    dims d = {c->kt, c->oh, c->ow};
+    lexpr *at = at4(p, d, V(p, c->n_var), k, lx_add(p, c->oh0, I(p, j)), lx_add(p, c->ow0, v));
+    ls_store(p, body, c->by, at, post_apply(p, c->n, acc, at), 0);
+}
+
+/* Tiles of `rows` channels from k0 over every output row and column. */
+static void sconv_channels(lprogram *p, lstmt *parent, sconv_ctx *c, lexpr *k0, int rows)
+{
+    int lanes = p->target->lanes;
+    int cols = tile_budget(p) / rows;
+    if (cols > c->oh)
+        cols = (int)c->oh;
+    c->k0 = k0;
+    tile_spec t = {c, c->bw, c->bx, lanes, rows, cols, 3,
+                   {I(p, c->cg), I(p, c->R), I(p, c->S)}, {"c", "r", "s"},
+                   sconv_a, sconv_b, sconv_init, sconv_store};
+    /* output rows in groups of cols (then the rest), and in each row the
+     * columns as whole vectors (then the rest in a narrower one) */
+    int oht, owt;
+    for (int part = 0; part < 2; part++) {
+        int64_t groups = part == 0 ? c->oh / cols : (c->oh % cols ? 1 : 0);
+        if (!groups)
+            continue;
+        lstmt *rb = parent;
+        if (part == 0) {
+            rb = ls_for(p, parent, "oht", I(p, groups), &oht)->body;
+            c->oh0 = lx_mul(p, V(p, oht), I(p, cols));
+        } else {
+            c->oh0 = I(p, c->oh / cols * cols);
+        }
+        t.cols = part == 0 ? cols : (int)(c->oh % cols);
+        if (c->ow / lanes > 0) {
+            lstmt *cb = ls_for(p, rb, "owt", I(p, c->ow / lanes), &owt)->body;
+            c->ow0 = lx_mul(p, V(p, owt), I(p, lanes));
+            t.lanes = lanes;
+            register_tile(p, cb, &t);
+        }
+        if (c->ow % lanes) {
+            c->ow0 = I(p, c->ow / lanes * lanes);
+            t.lanes = (int)(c->ow % lanes);
+            register_tile(p, rb, &t);
+        }
+    }
+}
+
+static void lower_tconv_spatial(lprogram *p, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    const ir_value *x = &p->g->values[n->in[0]], *y = &p->g->values[n->out[0]];
+    sconv_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]),
+                   ir_nin_core(n) > 2 ? lp_buf(p, n->in[2]) : -1, lp_buf(p, n->out[0]),
+                   x->shape.d[1], x->shape.d[2], x->shape.d[3], y->shape.d[1], y->shape.d[2],
+                   y->shape.d[3], 0, 0, a->kernel[0], a->kernel[1], 0, 0, NULL, NULL, NULL};
+    c.cg = c.ct / a->groups;
+    c.kg = c.kt / a->groups;
+    int budget = tile_budget(p);
+    int rows = c.kg < budget ? (int)c.kg : budget;
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    k->tiled = 1;
+    lstmt *b = loop_n_par(p, k->body, &c.n_var);
+    b = loop(p, b, "g", a->groups, &c.g_var);
+    int kb;
+    if (c.kg / rows > 0) {
+        lstmt *kl = loop(p, b, "kb", c.kg / rows, &kb);
+        sconv_channels(p, kl, &c, lx_mul(p, V(p, kb), I(p, rows)), rows);
+    }
+    if (c.kg % rows)
+        sconv_channels(p, b, &c, I(p, c.kg / rows * rows), (int)(c.kg % rows));
+}
+
 /* ---- convolution backward-filter ---------------------------------------------------- */
 
 typedef struct filter_ctx {
@@ -221,19 +351,32 @@ typedef struct filter_ctx {
     int64_t ct, hp, wp, kt, oh, ow, cg, kg, taps;
     int R, S;
     int g_var;
-    lexpr *k0, *t0;
+    lexpr *k0;        /* first output channel of the tile */
+    lexpr *c0;        /* first input channel (in the group) of the tile */
+    int64_t t0;       /* first tap r*S + s of each channel in the tile */
+    int64_t ntaps;    /* taps per channel in the tile */
     int lanes;
 } filter_ctx;
 
-/* Tap t = (c, r, s) of row m: x at the pixel that tap reads. */
+/* Row m of a tile is tap t0 + m % ntaps of channel c0 + m / ntaps: with m
+ * unrolled to a constant, every row reads x at a constant offset from one
+ * base (the tile's channel, the reduction's pixel), so the broadcasts need
+ * no address registers of their own. */
+static void filter_tap(const filter_ctx *c, lprogram *p, lexpr *m, lexpr **ch, lexpr **r,
+                       lexpr **s)
+{
+    lexpr *t = lx_add(p, I(p, c->t0), lx_bin(p, LX_REM, m, I(p, c->ntaps)));
+    *ch = lx_add(p, c->c0, lx_div(p, m, I(p, c->ntaps)));
+    *r = lx_div(p, t, I(p, c->S));
+    *s = lx_bin(p, LX_REM, t, I(p, c->S));
+}
+
 static lexpr *filter_a(const void *vc, lprogram *p, lexpr *m, const int *red)
 {
     const filter_ctx *c = vc;
     const ir_attrs *a = &c->n->attr;
-    lexpr *t = lx_add(p, c->t0, m);
-    lexpr *ch = lx_div(p, t, I(p, (int64_t)c->R * c->S));
-    lexpr *r = lx_bin(p, LX_REM, lx_div(p, t, I(p, c->S)), I(p, c->R));
-    lexpr *s = lx_bin(p, LX_REM, t, I(p, c->S));
+    lexpr *ch, *r, *s;
+    filter_tap(c, p, m, &ch, &r, &s);
     lexpr *row = lx_add(p, lx_mul(p, V(p, red[1]), I(p, a->stride[0])),
                         lx_mul(p, r, I(p, a->dilation[0])));
     lexpr *col = lx_add(p, lx_mul(p, V(p, red[2]), I(p, a->stride[1])),
@@ -255,30 +398,48 @@ static void filter_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int
 {
     const filter_ctx *c = vc;
     lexpr *k = lx_add(p, lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)), v);
-    ls_store(p, body, c->bdw, lx_add(p, lx_mul(p, k, I(p, c->taps)), lx_add(p, c->t0, m)), acc, 0);
+    lexpr *ch, *r, *s;
+    filter_tap(c, p, m, &ch, &r, &s);
+    lexpr *tap = lx_madd(p, lx_madd(p, ch, c->R, r), c->S, s);
+    ls_store(p, body, c->bdw, lx_add(p, lx_mul(p, k, I(p, c->taps)), tap), acc, 0);
 }
 
-static void filter_taps(lprogram *p, lstmt *parent, filter_ctx *c, lexpr *k0, int cols,
-                        int lanes)
+/* The weight gradients of output channels [k0, k0 + cols*lanes): tiles of
+ * whole channels (as many as fit: 3 channels of a 3x3 kernel, 1 of a 5x5)
+ * or, for kernels with more taps than fit, of runs of one channel's taps. */
+static void filter_tiles(lprogram *p, lstmt *parent, filter_ctx *c, lexpr *k0, int cols,
+                         int lanes)
 {
-    int rows = tile_budget(p) / cols;
-    if (rows > c->taps)
-        rows = (int)c->taps;
+    int rows_max = tile_budget(p) / cols;
+    int64_t T = (int64_t)c->R * c->S;
     c->k0 = k0;
     c->lanes = lanes;
-    tile_spec t = {c, c->bx, c->bdy, lanes, rows, cols, 3,
+    tile_spec t = {c, c->bx, c->bdy, lanes, 0, cols, 3,
                    {lx_n(p), I(p, c->oh), I(p, c->ow)}, {"i", "oh", "ow"},
                    filter_a, filter_b, NULL, filter_store};
-    int tv;
-    if (c->taps / rows > 0) {
-        lstmt *b = loop_par(p, parent, "tt", c->taps / rows, &tv);
-        c->t0 = lx_mul(p, V(p, tv), I(p, rows));
+    int cv;
+    if (T <= rows_max) {
+        int64_t cb = rows_max / T < c->cg ? rows_max / T : c->cg;
+        c->t0 = 0;
+        c->ntaps = T;
+        t.rows = (int)(cb * T);
+        lstmt *b = loop_par(p, parent, "ct", c->cg / cb, &cv);
+        c->c0 = lx_mul(p, V(p, cv), I(p, cb));
         register_tile(p, b, &t);
+        if (c->cg % cb) {
+            c->c0 = I(p, c->cg / cb * cb);
+            t.rows = (int)(c->cg % cb * T);
+            register_tile(p, parent, &t);
+        }
+        return;
     }
-    if (c->taps % rows) {
-        t.rows = (int)(c->taps % rows);
-        c->t0 = I(p, c->taps / rows * rows);
-        register_tile(p, parent, &t);
+    lstmt *b = loop_par(p, parent, "c", c->cg, &cv);
+    c->c0 = V(p, cv);
+    for (int64_t t0 = 0; t0 < T; t0 += rows_max) {
+        c->t0 = t0;
+        c->ntaps = T - t0 < rows_max ? T - t0 : rows_max;
+        t.rows = (int)c->ntaps;
+        register_tile(p, b, &t);
     }
 }
 
@@ -304,7 +465,7 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
     const ir_value *x = &p->g->values[n->in[1]], *dw = &p->g->values[n->out[0]];
     filter_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]),
                     x->shape.d[1], x->shape.d[2], x->shape.d[3], dw->shape.d[0],
-                    0, 0, 0, 0, 0, a->kernel[0], a->kernel[1], 0, NULL, NULL, 0};
+                    0, 0, 0, 0, 0, a->kernel[0], a->kernel[1], 0, NULL, NULL, 0, 0, 0};
     const ir_value *dyv = &p->g->values[p->g->nodes[p->g->values[n->in[0]].producer].in[0]];
     c.oh = dyv->shape.d[2];
     c.ow = dyv->shape.d[3];
@@ -315,6 +476,7 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
     int64_t full = c.kg / lanes, tail = c.kg % lanes;
     int cols = full >= 2 ? 2 : 1;
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    k->tiled = 1;
     lstmt *b = loop(p, k->body, "g", a->groups, &c.g_var);
     lexpr *gbase = lx_mul(p, V(p, c.g_var), I(p, c.kg));
     int bdb = n->nout > 1 ? lp_buf(p, n->out[1]) : -1;
@@ -322,19 +484,19 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
     if (full / cols > 0) {
         lstmt *kl = loop(p, b, "kb", full / cols, &kb);
         lexpr *k0 = lx_add(p, gbase, lx_mul(p, V(p, kb), I(p, (int64_t)cols * lanes)));
-        filter_taps(p, kl, &c, k0, cols, lanes);
+        filter_tiles(p, kl, &c, k0, cols, lanes);
         for (int j = 0; j < cols && bdb >= 0; j++)
             filter_bias(p, kl, &c, bdb, lx_add(p, k0, I(p, (int64_t)j * lanes)), lanes);
     }
     if (full % cols) {
         lexpr *k0 = lx_add(p, gbase, I(p, (full - 1) * lanes));
-        filter_taps(p, b, &c, k0, 1, lanes);
+        filter_tiles(p, b, &c, k0, 1, lanes);
         if (bdb >= 0)
             filter_bias(p, b, &c, bdb, k0, lanes);
     }
     if (tail) {
         lexpr *k0 = lx_add(p, gbase, I(p, full * lanes));
-        filter_taps(p, b, &c, k0, 1, (int)tail);
+        filter_tiles(p, b, &c, k0, 1, (int)tail);
         if (bdb >= 0)
             filter_bias(p, b, &c, bdb, k0, (int)tail);
     }
@@ -346,6 +508,7 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
  * one operand at (row, reduction), columns load `lanes` contiguous floats of
  * the other at (reduction, column), the result is [rows][columns]. */
 typedef struct gemm_ctx {
+    const ir_node *n;
     int a_buf, b_buf, out_buf, bias_buf;
     int64_t a_row, a_red;       /* a at row*a_row + red*a_red */
     int64_t b_red;              /* b at red*b_red + column; packed: column*b_red + red*lanes */
@@ -386,7 +549,7 @@ static void gemm_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int j
     const gemm_ctx *c = vc;
     lexpr *at = lx_add(p, lx_mul(p, lx_add(p, c->row0, m), I(p, c->out_row)),
                        lx_add(p, lx_add(p, c->col0, I(p, (int64_t)j * c->lanes)), v));
-    ls_store(p, body, c->out_buf, at, acc, 0);
+    ls_store(p, body, c->out_buf, at, post_apply(p, c->n, acc, at), 0);
 }
 
 /* Tiles over rows [0, nrows) (a constant, or the batch n when nrows < 0) and
@@ -433,9 +596,10 @@ static void gemm(lprogram *p, lstmt *parent, gemm_ctx *c, int64_t nrows, int64_t
 static void lower_tdense(lprogram *p, const ir_node *n)
 {
     int64_t f = dims_of(p, n->in[0]).c, units = dims_of(p, n->out[0]).c;
-    gemm_ctx c = {lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]),
-                  n->nin > 2 ? lp_buf(p, n->in[2]) : -1, f, 1, f, 1, units, NULL, NULL, 0};
+    gemm_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]),
+                  ir_nin_core(n) > 2 ? lp_buf(p, n->in[2]) : -1, f, 1, f, 1, units, NULL, NULL, 0};
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    k->tiled = 1;
     gemm(p, k->body, &c, -1, units, f, n->attr.lanes);
 }
 
@@ -444,9 +608,10 @@ static int lower_dense_bwd_data_tiled(lprogram *p, const ir_node *n)
 {
     int64_t units = dims_of(p, n->in[0]).c, f = dims_of(p, n->out[0]).c;
     int lanes = f < p->target->lanes ? (int)f : p->target->lanes;
-    gemm_ctx c = {lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]), -1, units, 1,
+    gemm_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]), -1, units, 1,
                   f, 0, f, NULL, NULL, 0};
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    k->tiled = 1;
     gemm(p, k->body, &c, -1, f, units, lanes);
     return 1;
 }
@@ -456,9 +621,10 @@ static int lower_dense_bwd_weight_tiled(lprogram *p, const ir_node *n)
 {
     int64_t units = dims_of(p, n->in[0]).c, f = dims_of(p, n->in[1]).c;
     int lanes = f < p->target->lanes ? (int)f : p->target->lanes;
-    gemm_ctx c = {lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]), -1, 1, units,
+    gemm_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]), -1, 1, units,
                   f, 0, f, NULL, NULL, 0};
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    k->tiled = 1;
     gemm(p, k->body, &c, units, f, -1, lanes);
     return 1;
 }

@@ -115,6 +115,39 @@ const net_case test_nets[] = {
      "  o = dense(s, units = 3)\n"
      "  loss = mse(o)\n"
      "}\n" TRAIN_BLOCK},
+    /* every fusion pattern of fuse.c: relu into a tiled and a depthwise
+     * convolution, a residual add (operand computed before and after the
+     * producer), batch norm + add + relu, relu after max/average/global
+     * pooling, max pooling with gaps between windows and an uncovered tail
+     * (its backward takes the relu mask), the mask into a dense layer's
+     * backward, a gradient sum and global pooling's backward */
+    {"fusion",
+     "network fusion {\n"
+     "  x = input(6, 13, 11)\n"
+     "  a = conv2d(x, filters = 6, kernel = 3, padding = 1)\n"
+     "  ar = relu(a)\n"
+     "  dw = conv2d(ar, filters = 6, kernel = 3, padding = 1, groups = 6)\n"
+     "  s = add(dw, ar)\n"
+     "  sr = relu(s)\n"
+     "  m = maxpool(sr, kernel = 2, stride = 3)\n"
+     "  mr = relu(m)\n"
+     "  b = conv2d(mr, filters = 8, kernel = 1)\n"
+     "  bn = batchnorm(b)\n"
+     "  c2 = conv2d(mr, filters = 8, kernel = 1, bias = false)\n"
+     "  t = add(bn, c2)\n"
+     "  tr = relu(t)\n"
+     "  bn2 = batchnorm(tr)\n"
+     "  u = add(bn2, tr)\n"
+     "  ur = relu(u)\n"
+     "  v = avgpool(ur, kernel = 2)\n"
+     "  vr = relu(v)\n"
+     "  g = global_avgpool(vr)\n"
+     "  gr = relu(g)\n"
+     "  d = dense(gr, units = 9)\n"
+     "  dr = relu(d)\n"
+     "  o = dense(dr, units = 5)\n"
+     "  loss = softmax_cross_entropy(o)\n"
+     "}\n" TRAIN_BLOCK},
     {"groups_dilation",
      "network groups_dilation {\n"
      "  x = input(6, 17, 13)\n"

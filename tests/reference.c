@@ -60,7 +60,7 @@ static void conv2d(ref *r, const ir_node *n)
     const ir_attrs *a = &n->attr;
     d4 x = dims(r, n->in[0]), y = dims(r, n->out[0]);
     int64_t cg = x.c / a->groups, kg = y.c / a->groups;
-    const float *in = V(r, n, 0), *w = V(r, n, 1), *b = n->nin > 2 ? V(r, n, 2) : NULL;
+    const float *in = V(r, n, 0), *w = V(r, n, 1), *b = ir_nin_core(n) > 2 ? V(r, n, 2) : NULL;
     float *out = OUT(r, n);
     for (int i = 0; i < r->n; i++)
         for (int64_t k = 0; k < y.c; k++)
@@ -155,7 +155,7 @@ static void bias_bwd(ref *r, const ir_node *n)
 static void dense(ref *r, const ir_node *n)
 {
     int64_t f = dims(r, n->in[0]).c, u = dims(r, n->out[0]).c;
-    const float *x = V(r, n, 0), *w = V(r, n, 1), *b = n->nin > 2 ? V(r, n, 2) : NULL;
+    const float *x = V(r, n, 0), *w = V(r, n, 1), *b = ir_nin_core(n) > 2 ? V(r, n, 2) : NULL;
     for (int i = 0; i < r->n; i++)
         for (int64_t o = 0; o < u; o++) {
             double s = b ? b[o] : 0.0;
@@ -451,7 +451,7 @@ static void bn_fold(ref *r, const ir_node *n)
     const ir_value *w = &r->g->values[n->in[0]];
     int64_t k = w->shape.d[0], per = ir_shape_size(w->shape) / k;
     const float *wt = V(r, n, 0), *gamma = V(r, n, 1), *beta = V(r, n, 2);
-    const float *rm = V(r, n, 3), *rv = V(r, n, 4), *b = n->nin > 5 ? V(r, n, 5) : NULL;
+    const float *rm = V(r, n, 3), *rv = V(r, n, 4), *b = ir_nin_core(n) > 5 ? V(r, n, 5) : NULL;
     for (int64_t f = 0; f < k; f++) {
         double s = gamma[f] / sqrt((double)rv[f] + n->attr.eps);
         r->val[n->out[1]][f] = (float)(((b ? b[f] : 0.0) - rm[f]) * s + beta[f]);
@@ -671,7 +671,7 @@ static void tconv(ref *r, const ir_node *n)
     const ir_attrs *a = &n->attr;
     d4 x = dims(r, n->in[0]), y = dims(r, n->out[0]);
     int64_t cg = x.c / a->groups, kg = y.c / a->groups;
-    const float *b = n->nin > 2 ? V(r, n, 2) : NULL;
+    const float *b = ir_nin_core(n) > 2 ? V(r, n, 2) : NULL;
     for (int i = 0; i < r->n; i++)
         for (int64_t k = 0; k < y.c; k++)
             for (int64_t oh = 0; oh < y.h; oh++)
@@ -725,7 +725,7 @@ static void tconv_bwd_filter(ref *r, const ir_node *n)
 static void tdense(ref *r, const ir_node *n)
 {
     int64_t f = dims(r, n->in[0]).c, u = dims(r, n->out[0]).c;
-    const float *b = n->nin > 2 ? V(r, n, 2) : NULL;
+    const float *b = ir_nin_core(n) > 2 ? V(r, n, 2) : NULL;
     for (int i = 0; i < r->n; i++)
         for (int64_t o = 0; o < u; o++) {
             double s = b ? b[o] : 0.0;
@@ -783,6 +783,25 @@ static const ref_fn ref_ops[OP_COUNT] = {
 
 uint64_t ref_seed, ref_step;
 
+/* A fused epilogue (fuse.c) on the node's first output, after the op. */
+static void post(ref *r, const ir_node *n)
+{
+    int p = n->attr.post;
+    if (!p)
+        return;
+    float *y = OUT(r, n);
+    const float *arg = (p & (POST_ADD | POST_MASK)) ? V(r, n, n->nin - 1) : NULL;
+    int64_t count = count_of(r, n->out[0]);
+    for (int64_t e = 0; e < count; e++) {
+        if (p & POST_ADD)
+            y[e] = y[e] + arg[e];
+        if ((p & POST_RELU) && y[e] < 0)
+            y[e] = 0;
+        if ((p & POST_MASK) && !(arg[e] > 0))
+            y[e] = 0;
+    }
+}
+
 int ref_has_op(op_kind op)
 {
     return op == OP_INPUT || ref_ops[op] != NULL;
@@ -828,8 +847,10 @@ int ref_run(const ir_graph *g, const float *params, float *grads, const float *x
     for (int i = 0; i < g->nnodes && rc == 0; i++) {
         if (!ref_ops[g->nodes[i].op])
             rc = -1;
-        else
+        else {
             ref_ops[g->nodes[i].op](&r, &g->nodes[i]);
+            post(&r, &g->nodes[i]);
+        }
     }
     if (rc == 0) {
         int64_t classes = g->values[g->logits].shape.d[1];

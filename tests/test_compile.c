@@ -276,6 +276,57 @@ START_TEST(test_threads_bit_identical)
 }
 END_TEST
 
+/* What fuse.c does to the network built to exercise it: every relu and
+ * residual add becomes an epilogue, every relu backward but the one after
+ * average pooling's (which accumulates into its output); -O0 fuses
+ * nothing.  (test_case_O2 checks the fused code computes the same.) */
+static int count_ops(const ir_graph *g, op_kind op, int *with_post)
+{
+    int count = 0;
+    *with_post = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        count += g->nodes[i].op == op;
+        *with_post += g->nodes[i].attr.post != 0;
+    }
+    return count;
+}
+
+START_TEST(test_fusion_graph)
+{
+    const net_case *net = NULL;
+    for (int i = 0; i < test_net_count; i++)
+        if (strcmp(test_nets[i].name, "fusion") == 0)
+            net = &test_nets[i];
+    ck_assert_ptr_nonnull(net);
+    for (int level = 0; level <= 2; level += 2) {
+        cnnc_unit u;
+        cnnc_options opt;
+        memset(&opt, 0, sizeof opt);
+        opt.opt_level = level;
+        ck_assert_int_eq(tu_frontend(&u, &opt, "fusion.cnn", net->text, NULL), 0);
+        int posts, relu = count_ops(u.train, OP_RELU, &posts);
+        int relu_bwd = count_ops(u.train, OP_RELU_BWD, &posts);
+        int infer_posts, infer_relu = count_ops(u.infer, OP_RELU, &infer_posts);
+        if (level == 0) {
+            ck_assert_int_eq(relu, 8);
+            ck_assert_int_eq(relu_bwd, 8);
+            ck_assert_int_eq(posts + infer_posts, 0);
+        } else {
+            ck_assert_int_eq(relu, 0);
+            ck_assert_int_eq(relu_bwd, 1); /* after avgpool_bwd */
+            ck_assert_int_eq(infer_relu, 0);
+            ck_assert_int_eq(posts, 15); /* 8 relu + 3 add into 8 nodes, 7 masks */
+            ck_assert_int_eq(infer_posts, 8);
+            int adds = 0;
+            for (int i = 0; i < u.train->nforward; i++)
+                adds += u.train->nodes[i].op == OP_ADD;
+            ck_assert_int_eq(adds, 0);
+        }
+        cnnc_unit_free(&u);
+    }
+}
+END_TEST
+
 /* The descriptor describes the network: shapes, parameter table, config. */
 START_TEST(test_descriptor)
 {
@@ -321,6 +372,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_mobilenet_tiny_O2);
     tcase_add_test(tc, test_batch_clamp);
     tcase_add_loop_test(tc, test_threads_bit_identical, 0, ncases);
+    tcase_add_test(tc, test_fusion_graph);
     tcase_add_test(tc, test_descriptor);
     suite_add_tcase(s, tc);
     return s;
