@@ -11,9 +11,18 @@
  *    with 1 or 2 and names the problem.
  * The data set has ten classes drawn as bright horizontal bands at
  * class-dependent rows, plus noise, so a few epochs learn it.
+ *
+ * ResNet-8 (examples/resnet8.cnn, batch norm, residual adds, global
+ * average pooling) trains on generated CIFAR-10 binary files with its own
+ * recipe (normalization, flips, crops, warm-up, cosine schedule): it
+ * learns, its checkpoint holds batch norm's tensors under PyTorch's names,
+ * and evaluating that checkpoint (evaluation mode: the saved running
+ * statistics) reproduces the test metrics of the run that wrote it.  A
+ * truncated CIFAR-10 file stops the program with one line naming it.
  */
 #include <check.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,15 +216,21 @@ static void setup_rich(void)
     free(src);
 }
 
-/* Run the rich program with the data directory and args. */
-static int run_rich(const char *const *args, char **out)
+/* Run exe on the data in dir with args (quietly unless `loud`). */
+static int run_on(const char *exe, const char *dir, int loud, const char *const *args, char **out)
 {
-    const char *argv[32] = {rich_exe, "--data", data_dir, "--quiet"};
-    int n = 4;
+    const char *argv[32] = {exe, "--data", dir, "--quiet"};
+    int n = loud ? 3 : 4;
     for (; *args && n < 31; args++)
         argv[n++] = *args;
     argv[n] = NULL;
     return tu_run(argv, out);
+}
+
+/* Run the rich program with the data directory and args. */
+static int run_rich(const char *const *args, char **out)
+{
+    return run_on(rich_exe, data_dir, 0, args, out);
 }
 
 START_TEST(test_resume_is_exact)
@@ -362,6 +377,222 @@ START_TEST(test_foreign_and_bad_checkpoints)
 }
 END_TEST
 
+/* ---- ResNet-8 on CIFAR-10 files ------------------------------------------------ */
+
+static char *cifar_dir, *resnet_exe;
+
+/* Two training batches of 160 records and a test batch of 160, named as
+ * CIFAR-10's archive names them, and examples/resnet8.cnn compiled with
+ * batch 16.  -O1 runs the same tiled kernels as -O2 (the two differ only
+ * in LLVM's pass pipeline and give the same numbers) and compiles in about
+ * half the time; test_compile checks the -O2 build against the reference. */
+static void setup_cifar(void)
+{
+    if (resnet_exe)
+        return;
+    cifar_dir = tu_path("cifar");
+    ck_assert_int_eq(mkdir(cifar_dir, 0755), 0);
+    const char *files[] = {"data_batch_1.bin", "data_batch_2.bin", "test_batch.bin"};
+    for (int i = 0; i < 3; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", cifar_dir, files[i]);
+        ck_assert_int_eq(tu_write_cifar_file(path, 160, (uint64_t)i + 1), 0);
+    }
+    resnet_exe = tu_path("resnet8-train");
+    const char *cnnc = getenv("CNNC") ? getenv("CNNC") : "build/cnnc";
+    const char *argv[] = {cnnc, "examples/resnet8.cnn", "--batch", "16", "-O1",
+                          "--emit", "exe", "-o", resnet_exe, NULL};
+    char *out = NULL;
+    ck_assert_msg(tu_run(argv, &out) == 0, "%s", out);
+    free(out);
+}
+
+/* Columns of the metrics CSV that the tests read. */
+enum { CSV_TRAIN_LOSS = 3, CSV_TEST_LOSS = 7, CSV_TEST_ACC = 8, CSV_COLUMNS = 10 };
+
+/* The last row of a metrics CSV into row (empty fields are NaN); returns
+ * the number of rows after the header. */
+static int csv_last_row(const char *path, double row[CSV_COLUMNS])
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no metrics file %s", path);
+    char line[512];
+    int rows = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (++rows == 0)
+            continue;
+        const char *p = line;
+        for (int i = 0; i < CSV_COLUMNS; i++) {
+            row[i] = *p == ',' || *p == '\n' ? NAN : atof(p);
+            p = strchr(p, ',');
+            ck_assert_msg(p || i == CSV_COLUMNS - 1, "short row in %s: %s", path, line);
+            p = p ? p + 1 : p;
+        }
+    }
+    fclose(f);
+    return rows;
+}
+
+/* A safetensors file's JSON header; *data is the whole file (malloc'd),
+ * *base where the tensor bytes start in it. */
+static json_t *safetensors_header(const char *path, unsigned char **data, size_t *base)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "no checkpoint %s", path);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    *data = malloc((size_t)size);
+    ck_assert_int_eq(fread(*data, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | (*data)[i];
+    ck_assert_uint_le(8 + hlen, (uint64_t)size);
+    json_error_t jerr;
+    json_t *h = json_loadb((const char *)*data + 8, hlen, 0, &jerr);
+    ck_assert_msg(h != NULL, "%s: bad header: %s", path, jerr.text);
+    *base = 8 + hlen;
+    return h;
+}
+
+/* The tensor `name` of header h: F32, shape [channels]; its bytes. */
+static const unsigned char *bn_tensor(json_t *h, const unsigned char *data, size_t base,
+                              const char *name, int channels)
+{
+    json_t *t = json_object_get(h, name);
+    ck_assert_msg(t != NULL, "checkpoint has no tensor %s", name);
+    ck_assert_str_eq(json_string_value(json_object_get(t, "dtype")), "F32");
+    json_t *shape = json_object_get(t, "shape");
+    ck_assert_msg(json_array_size(shape) == 1 &&
+                      json_integer_value(json_array_get(shape, 0)) == channels,
+                  "%s: shape is not [%d]", name, channels);
+    json_t *at = json_object_get(t, "data_offsets");
+    json_int_t begin = json_integer_value(json_array_get(at, 0));
+    ck_assert_int_eq(json_integer_value(json_array_get(at, 1)) - begin, 4 * channels);
+    return data + base + begin;
+}
+
+/* Every batch norm layer of resnet8.cnn has weight, bias, running_mean and
+ * running_var of its channel count, as nn.BatchNorm2d's state_dict does;
+ * the running statistics moved from their initial 0 and 1, the variances
+ * stayed positive, and the optimizer keeps no state for them. */
+static void check_batchnorm_tensors(const char *path)
+{
+    static const struct {
+        const char *layer;
+        int channels;
+    } bns[] = {{"bn0", 16}, {"b1a", 16}, {"b1b", 16}, {"b2a", 32}, {"b2b", 32},
+               {"bp2", 32}, {"b3a", 64}, {"b3b", 64}, {"bp3", 64}};
+    unsigned char *data;
+    size_t base;
+    json_t *h = safetensors_header(path, &data, &base);
+    for (size_t i = 0; i < sizeof bns / sizeof bns[0]; i++) {
+        char name[64];
+        int c = bns[i].channels;
+        snprintf(name, sizeof name, "%s.weight", bns[i].layer);
+        bn_tensor(h, data, base, name, c);
+        snprintf(name, sizeof name, "%s.bias", bns[i].layer);
+        bn_tensor(h, data, base, name, c);
+        snprintf(name, sizeof name, "%s.running_mean", bns[i].layer);
+        const unsigned char *mean = bn_tensor(h, data, base, name, c);
+        snprintf(name, sizeof name, "%s.running_var", bns[i].layer);
+        const unsigned char *var = bn_tensor(h, data, base, name, c);
+        int mean_moved = 0, var_moved = 0;
+        for (int k = 0; k < c; k++) {
+            float m, v;
+            memcpy(&m, mean + 4 * k, sizeof m); /* little-endian F32, as this machine */
+            memcpy(&v, var + 4 * k, sizeof v);
+            mean_moved |= fabsf(m) > 1e-3f;
+            var_moved |= fabsf(v - 1) > 1e-3f;
+            ck_assert_msg(v > 0, "%s.running_var[%d] = %g", bns[i].layer, k, v);
+        }
+        ck_assert_msg(mean_moved && var_moved, "%s: running statistics never updated",
+                      bns[i].layer);
+    }
+    ck_assert_ptr_null(json_object_get(h, "stem.bias")); /* bias = false: no tensor */
+    const char *key;
+    json_t *value;
+    json_object_foreach(h, key, value)
+        ck_assert_msg(strncmp(key, "optimizer.", 10) != 0 || !strstr(key, ".running_"),
+                      "optimizer state for a running statistic: %s", key);
+    json_decref(h);
+    free(data);
+}
+
+/* "test loss L acc A%" in out. */
+static void printed_test_metrics(const char *out, double *loss, double *acc)
+{
+    const char *p = strstr(out, "test loss ");
+    ck_assert_msg(p && strstr(p, " acc "), "no test metrics in:\n%s", out);
+    *loss = atof(p + strlen("test loss "));
+    *acc = atof(strstr(p, " acc ") + strlen(" acc "));
+}
+
+START_TEST(test_resnet8_learns_cifar)
+{
+    setup_cifar();
+    char *first = tu_path("r8-first.csv"), *log = tu_path("r8.csv"), *w = tu_path("r8.st");
+    char *out = NULL;
+    double row1[CSV_COLUMNS], row[CSV_COLUMNS];
+    /* one step: the loss of the initial weights */
+    const char *a1[] = {"--epochs", "1", "--steps", "1", "--log", first, NULL};
+    ck_assert_msg(run_on(resnet_exe, cifar_dir, 0, a1, &out) == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(csv_last_row(first, row1), 1);
+    /* three epochs of the example's recipe: 60 steps */
+    const char *a2[] = {"--epochs", "3", "--log", log, "--save", w, NULL};
+    ck_assert_msg(run_on(resnet_exe, cifar_dir, 0, a2, &out) == 0, "%s", out);
+    free(out);
+    ck_assert_int_eq(csv_last_row(log, row), 3);
+    ck_assert_msg(row[CSV_TRAIN_LOSS] < 0.5 * row1[CSV_TRAIN_LOSS],
+                  "train loss %g in epoch 3 vs %g at the first step", row[CSV_TRAIN_LOSS],
+                  row1[CSV_TRAIN_LOSS]);
+    ck_assert_msg(row[CSV_TEST_ACC] >= 0.6, "test accuracy %g after 3 epochs (chance: 0.1)",
+                  row[CSV_TEST_ACC]);
+    /* The checkpoint in evaluation mode gives the run's last test metrics:
+     * the running statistics were saved and --eval uses them. */
+    const char *a3[] = {"--load", w, "--eval", NULL};
+    ck_assert_msg(run_on(resnet_exe, cifar_dir, 1, a3, &out) == 0, "%s", out);
+    double loss, acc;
+    printed_test_metrics(out, &loss, &acc);
+    free(out);
+    ck_assert_msg(fabs(loss - row[CSV_TEST_LOSS]) <= 1e-4 * (1 + row[CSV_TEST_LOSS]) &&
+                      fabs(acc - 100 * row[CSV_TEST_ACC]) < 0.01,
+                  "--eval of the checkpoint: loss %g acc %g%%; the run: loss %g acc %g%%", loss,
+                  acc, row[CSV_TEST_LOSS], 100 * row[CSV_TEST_ACC]);
+    check_batchnorm_tensors(w);
+    free(first), free(log), free(w);
+}
+END_TEST
+
+/* The loader's messages for every kind of broken CIFAR-10 file are tested
+ * in rt_test_loader.c; this is the training program's side: exit status 1,
+ * one line naming the file, nothing saved. */
+START_TEST(test_cifar_truncated_file)
+{
+    setup_cifar();
+    char *dir = tu_path("cifar-truncated"), *w = tu_path("never.st");
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/data_batch_1.bin", dir);
+    ck_assert_int_eq(tu_write_cifar_file(path, 4, 1), 0);
+    snprintf(path, sizeof path, "%s/test_batch.bin", dir);
+    ck_assert_int_eq(tu_write_cifar_file(path, 4, 2), 0);
+    snprintf(path, sizeof path, "%s/data_batch_2.bin", dir);
+    ck_assert_int_eq(tu_write_cifar_file(path, 4, 3), 0);
+    ck_assert_int_eq(truncate(path, 3 * 3073 + 1000), 0); /* a download cut short */
+    const char *a[] = {"--epochs", "1", "--save", w, NULL};
+    char *out = NULL;
+    ck_assert_int_eq(run_on(resnet_exe, dir, 0, a, &out), 1);
+    ck_assert_msg(strstr(out, path) && strstr(out, "truncated or not CIFAR-10"), "%s", out);
+    ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1, "not one line:\n%s", out);
+    free(out);
+    ck_assert_int_ne(access(w, F_OK), 0);
+    free(dir), free(w);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("train");
@@ -374,6 +605,12 @@ static Suite *suite(void)
     tcase_add_test(tc, test_metrics_eval_predict);
     tcase_add_test(tc, test_foreign_and_bad_checkpoints);
     suite_add_tcase(s, tc);
+    /* its own case, so that CK_RUN_CASE=cifar runs it alone */
+    TCase *cifar = tcase_create("cifar");
+    tcase_set_timeout(cifar, 300);
+    tcase_add_test(cifar, test_resnet8_learns_cifar);
+    tcase_add_test(cifar, test_cifar_truncated_file);
+    suite_add_tcase(s, cifar);
     return s;
 }
 

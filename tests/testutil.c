@@ -185,6 +185,26 @@ int tu_write_idx_split(const char *dir, const char *split, int count, uint64_t s
     return bad ? -1 : 0;
 }
 
+int tu_write_cifar_file(const char *path, int count, uint64_t seed)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    cnn_rng r;
+    cnn_rng_seed(&r, seed);
+    for (int i = 0; i < count; i++) {
+        int label = (int)cnn_rng_below(&r, 10);
+        fputc(label, f);
+        /* class k: channel c at level (k / 3^c) % 3, a digit of k in base 3 */
+        for (int c = 0, digits = label; c < 3; c++, digits /= 3) {
+            int level = 40 + 90 * (digits % 3);
+            for (int p = 0; p < 32 * 32; p++)
+                fputc(level - 35 + (int)cnn_rng_below(&r, 71), f); /* 5..255 */
+        }
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 int tu_run(const char *const *argv, char **out)
 {
     char *outpath = tu_path("run-output.txt");

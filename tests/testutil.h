@@ -53,6 +53,12 @@ void tu_fill_labels(int32_t *y, int count, int classes, uint64_t seed);
  * network learns them in a few epochs.  0 or -1. */
 int tu_write_idx_split(const char *dir, const char *split, int count, uint64_t seed);
 
+/* Write count CIFAR-10 records to path (the binary format: a label byte,
+ * then 32x32 red, green and blue planes, no header).  Each of the ten
+ * classes has its own colour (every channel at one of three levels) under
+ * uniform noise, so a network learns them in a few epochs.  0 or -1. */
+int tu_write_cifar_file(const char *path, int count, uint64_t seed);
+
 /* Run argv[0] with argv (NULL-terminated); stdout and stderr go to *out
  * (malloc'd, may be NULL).  Returns the exit status, -1 if it did not exit. */
 int tu_run(const char *const *argv, char **out);
