@@ -50,6 +50,117 @@ static LLVMValueRef call_unary(kemit *e, const char *name, LLVMValueRef x)
     return LLVMBuildCall2(e->c->b, fn_type, fn, &x, 1, "");
 }
 
+/* Strided vectors with a small stride (pooling windows read every second
+ * column) as one wide masked load or store plus a shuffle, instead of a
+ * load or store per lane.  The mask covers exactly the elements the lanes
+ * touch, so nothing outside them is read or written. */
+#define WIDE_STRIDE_MAX 4
+
+static int wide_strided(int lanes, int64_t stride)
+{
+    return stride > 1 && stride <= WIDE_STRIDE_MAX && lanes * stride <= 64;
+}
+
+static LLVMValueRef lane_mask(cg *c, int lanes, int64_t stride)
+{
+    int wide = (int)(lanes * stride);
+    LLVMValueRef bits[64];
+    for (int i = 0; i < wide; i++)
+        bits[i] = LLVMConstInt(c->i1, i % stride == 0, 0);
+    return LLVMConstVector(bits, (unsigned)wide);
+}
+
+static LLVMValueRef masked_intrinsic(cg *c, const char *name, LLVMTypeRef vec, LLVMTypeRef *fn_type)
+{
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMTypeRef params[2] = {vec, c->ptr};
+    *fn_type = LLVMIntrinsicGetType(c->ctx, id, params, 2);
+    return LLVMGetIntrinsicDeclaration(c->mod, id, params, 2);
+}
+
+static LLVMValueRef load_strided(cg *c, LLVMValueRef addr, int lanes, int64_t stride)
+{
+    int wide = (int)(lanes * stride);
+    LLVMTypeRef vec = LLVMVectorType(c->f32, (unsigned)wide), fn_type;
+    LLVMValueRef fn = masked_intrinsic(c, "llvm.masked.load", vec, &fn_type);
+    LLVMValueRef args[4] = {addr, LLVMConstInt(c->i32, 4, 0), lane_mask(c, lanes, stride),
+                            LLVMGetPoison(vec)};
+    LLVMValueRef all = LLVMBuildCall2(c->b, fn_type, fn, args, 4, "");
+    LLVMValueRef pick[64];
+    for (int i = 0; i < lanes; i++)
+        pick[i] = LLVMConstInt(c->i32, (unsigned long long)(i * stride), 0);
+    return LLVMBuildShuffleVector(c->b, all, LLVMGetPoison(vec), LLVMConstVector(pick, (unsigned)lanes),
+                                  "");
+}
+
+static void store_strided(cg *c, LLVMValueRef v, LLVMValueRef addr, int lanes, int64_t stride)
+{
+    int wide = (int)(lanes * stride);
+    LLVMTypeRef vec = LLVMVectorType(c->f32, (unsigned)wide), fn_type;
+    LLVMValueRef spread[64];
+    for (int i = 0; i < wide; i++) /* lane i to element i*stride, the rest masked off */
+        spread[i] = i % stride == 0 ? LLVMConstInt(c->i32, (unsigned long long)(i / stride), 0)
+                                    : LLVMGetPoison(c->i32);
+    LLVMValueRef w = LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(LLVMTypeOf(v)),
+                                            LLVMConstVector(spread, (unsigned)wide), "");
+    LLVMValueRef fn = masked_intrinsic(c, "llvm.masked.store", vec, &fn_type);
+    LLVMValueRef args[4] = {w, addr, LLVMConstInt(c->i32, 4, 0), lane_mask(c, lanes, stride)};
+    LLVMBuildCall2(c->b, fn_type, fn, args, 4, "");
+}
+
+/* A contiguous vector whose width is not a power of two (the last, narrower
+ * vector of a row: 12 or 14 floats) as one masked load or store of the next
+ * power of two, instead of the 8 + 4 + 2 pieces LLVM would split it into. */
+static int odd_width(int lanes)
+{
+    return lanes > 2 && lanes < 64 && (lanes & (lanes - 1)) != 0;
+}
+
+static int pow2_above(int lanes)
+{
+    int w = 1;
+    while (w < lanes)
+        w *= 2;
+    return w;
+}
+
+static LLVMValueRef first_lanes_mask(cg *c, int lanes, int wide)
+{
+    LLVMValueRef bits[64];
+    for (int i = 0; i < wide; i++)
+        bits[i] = LLVMConstInt(c->i1, i < lanes, 0);
+    return LLVMConstVector(bits, (unsigned)wide);
+}
+
+static LLVMValueRef load_odd(cg *c, LLVMValueRef addr, int lanes)
+{
+    int wide = pow2_above(lanes);
+    LLVMTypeRef vec = LLVMVectorType(c->f32, (unsigned)wide), fn_type;
+    LLVMValueRef fn = masked_intrinsic(c, "llvm.masked.load", vec, &fn_type);
+    LLVMValueRef args[4] = {addr, LLVMConstInt(c->i32, 4, 0), first_lanes_mask(c, lanes, wide),
+                            LLVMGetPoison(vec)};
+    LLVMValueRef all = LLVMBuildCall2(c->b, fn_type, fn, args, 4, "");
+    LLVMValueRef pick[64];
+    for (int i = 0; i < lanes; i++)
+        pick[i] = LLVMConstInt(c->i32, (unsigned long long)i, 0);
+    return LLVMBuildShuffleVector(c->b, all, LLVMGetPoison(vec),
+                                  LLVMConstVector(pick, (unsigned)lanes), "");
+}
+
+static void store_odd(cg *c, LLVMValueRef v, LLVMValueRef addr, int lanes)
+{
+    int wide = pow2_above(lanes);
+    LLVMTypeRef vec = LLVMVectorType(c->f32, (unsigned)wide), fn_type;
+    LLVMValueRef pick[64];
+    for (int i = 0; i < wide; i++)
+        pick[i] = i < lanes ? LLVMConstInt(c->i32, (unsigned long long)i, 0) : LLVMGetPoison(c->i32);
+    LLVMValueRef w = LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(LLVMTypeOf(v)),
+                                            LLVMConstVector(pick, (unsigned)wide), "");
+    LLVMValueRef fn = masked_intrinsic(c, "llvm.masked.store", vec, &fn_type);
+    LLVMValueRef args[4] = {w, addr, LLVMConstInt(c->i32, 4, 0), first_lanes_mask(c, lanes, wide)};
+    LLVMBuildCall2(c->b, fn_type, fn, args, 4, "");
+}
+
 /* A float function of the C library (erff), declared on first use. */
 static LLVMValueRef call_libm(kemit *e, const char *name, LLVMValueRef x)
 {
@@ -159,7 +270,10 @@ static LLVMValueRef expr(kemit *e, const lexpr *x)
         const lbuf *buf = &e->p->bufs[x->buf];
         LLVMTypeRef t = elem_type(c, buf->type);
         LLVMValueRef v;
-        if (x->lanes > 1 && x->stride != 1) { /* a gather, lane by lane */
+        if (x->lanes > 1 && buf->type == DT_F32 && buf->kind != LB_LOCAL &&
+            wide_strided(x->lanes, x->stride)) {
+            v = load_strided(c, address(e, x->buf, x->a), x->lanes, x->stride);
+        } else if (x->lanes > 1 && x->stride != 1) { /* a gather, lane by lane */
             LLVMValueRef base = address(e, x->buf, x->a);
             v = LLVMGetPoison(LLVMVectorType(t, (unsigned)x->lanes));
             for (int i = 0; i < x->lanes; i++) {
@@ -168,6 +282,9 @@ static LLVMValueRef expr(kemit *e, const lexpr *x)
                 LLVMValueRef lane = LLVMBuildLoad2(b, t, at, "");
                 v = LLVMBuildInsertElement(b, v, lane, LLVMConstInt(c->i32, (unsigned)i, 0), "");
             }
+        } else if (buf->type == DT_F32 && buf->kind != LB_LOCAL && x->stride == 1 &&
+                   odd_width(x->lanes)) {
+            v = load_odd(c, address(e, x->buf, x->a), x->lanes);
         } else {
             if (x->lanes > 1)
                 t = LLVMVectorType(t, (unsigned)x->lanes);
@@ -415,6 +532,11 @@ static void stmt(kemit *e, const lstmt *s)
         LLVMValueRef addr = address(e, s->buf, s->index);
         LLVMValueRef v = expr(e, s->value);
         int lanes = s->value->lanes;
+        if (lanes > 1 && !s->accumulate && e->p->bufs[s->buf].type == DT_F32 &&
+            e->p->bufs[s->buf].kind != LB_LOCAL && wide_strided(lanes, s->stride)) {
+            store_strided(c, v, addr, lanes, s->stride);
+            break;
+        }
         if (lanes > 1 && s->stride != 1) { /* a scatter, lane by lane */
             for (int i = 0; i < lanes; i++) {
                 LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(i * s->stride), 1);
@@ -426,10 +548,19 @@ static void stmt(kemit *e, const lstmt *s)
             }
             break;
         }
+        /* (stack arrays keep plain accesses: LLVM promotes them to registers) */
+        int odd = e->p->bufs[s->buf].type == DT_F32 && e->p->bufs[s->buf].kind != LB_LOCAL &&
+                  odd_width(lanes);
         if (s->accumulate) {
-            LLVMValueRef old = LLVMBuildLoad2(c->b, ltype_of(c, LT_FLOAT, lanes), addr, "");
-            LLVMSetAlignment(old, 4);
+            LLVMValueRef old = odd ? load_odd(c, addr, lanes)
+                                   : LLVMBuildLoad2(c->b, ltype_of(c, LT_FLOAT, lanes), addr, "");
+            if (!odd)
+                LLVMSetAlignment(old, 4);
             v = LLVMBuildFAdd(c->b, old, v, "");
+        }
+        if (odd) {
+            store_odd(c, v, addr, lanes);
+            break;
         }
         if (e->p->bufs[s->buf].type == DT_I32)
             v = LLVMBuildTrunc(c->b, v, lanes > 1 ? LLVMVectorType(c->i32, (unsigned)lanes) : c->i32,

@@ -322,8 +322,106 @@ static void window_argmax(lprogram *p, window *wv, const ir_attrs *a, dims x, in
     ls_set(p, wv->inner, *m, lx_select(p, better, V(p, v), V(p, *m)));
 }
 
+/* ---- max pooling, vectorized (-O1 and up, no padding) ---------------------------- */
+
+/* Output columns in vectors of the target's width, the window's taps
+ * written out (its size is a constant) so the column loop is innermost:
+ * loop_vectorize turns it into vector code whose input reads are strided
+ * (every second column for a stride of 2).  The argmax is the tap number
+ * of the first maximum, a NaN winning, as in window_argmax. */
+typedef struct vwindow {
+    lexpr *i, *c, *oh, *ow;
+    int m, at;       /* window maximum and its tap (-1: none) */
+} vwindow;
+
+static int vector_pool_ok(const lprogram *p, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    return p->target && !a->pad[0] && !a->pad[1] && !a->pad[2] && !a->pad[3] &&
+           a->kernel[0] * a->kernel[1] <= 16;
+}
+
+static void vwindow_argmax(lprogram *p, const ir_node *n, lstmt *body, vwindow *w, dims x,
+                           int bx)
+{
+    const ir_attrs *a = &n->attr;
+    w->m = lp_var(p, "m", LT_FLOAT, 0);
+    w->at = lp_var(p, "at", LT_INT, 0);
+    int v = lp_var(p, "v", LT_FLOAT, 0);
+    ls_set(p, body, w->m, lx_float(p, -INFINITY));
+    ls_set(p, body, w->at, I(p, -1));
+    for (int r = 0; r < a->kernel[0]; r++)
+        for (int s = 0; s < a->kernel[1]; s++) {
+            lexpr *ih = lx_madd(p, w->oh, a->stride[0], I(p, r));
+            lexpr *iw = lx_madd(p, w->ow, a->stride[1], I(p, s));
+            ls_set(p, body, v, lx_load(p, bx, at4(p, x, w->i, w->c, ih, iw)));
+            lexpr *better = lx_bin(p, LX_OR, lx_lt(p, V(p, w->m), V(p, v)),
+                                   lx_bin(p, LX_NE, V(p, v), V(p, v)));
+            ls_set(p, body, w->at, lx_select(p, better, I(p, r * a->kernel[1] + s), V(p, w->at)));
+            ls_set(p, body, w->m, lx_select(p, better, V(p, v), V(p, w->m)));
+        }
+}
+
+typedef void (*vwindow_fn)(lprogram *p, const ir_node *n, lstmt *body, vwindow *w);
+
+/* for i, c, oh: for each vector of output columns: fn (a body at one
+ * vector of windows) */
+static void vwindow_loops(lprogram *p, const ir_node *n, lkernel *k, dims y, vwindow_fn fn)
+{
+    int lanes = p->target->lanes, i, c, oh, owt, v;
+    lstmt *b = loop_n_par(p, k->body, &i);
+    b = loop(p, b, "c", y.c, &c);
+    b = loop(p, b, "oh", y.h, &oh);
+    vwindow w = {V(p, i), V(p, c), V(p, oh), NULL, 0, 0};
+    if (y.w / lanes > 0) {
+        lstmt *t = loop(p, b, "owt", y.w / lanes, &owt);
+        lstmt *vl = ls_for(p, t, "v", I(p, lanes), &v);
+        vl->flags |= LOOP_VECTOR;
+        w.ow = lx_madd(p, V(p, owt), lanes, V(p, v));
+        fn(p, n, vl->body, &w);
+    }
+    if (y.w % lanes) {
+        lstmt *vl = ls_for(p, b, "v", I(p, y.w % lanes), &v);
+        vl->flags |= LOOP_VECTOR;
+        w.ow = lx_add(p, I(p, y.w / lanes * lanes), V(p, v));
+        fn(p, n, vl->body, &w);
+    }
+}
+
+static void vmaxpool_body(lprogram *p, const ir_node *n, lstmt *body, vwindow *w)
+{
+    dims x = dims_of(p, n->in[0]), y = dims_of(p, n->out[0]);
+    vwindow_argmax(p, n, body, w, x, lp_buf(p, n->in[0]));
+    lexpr *out = at4(p, y, w->i, w->c, w->oh, w->ow);
+    ls_store(p, body, lp_buf(p, n->out[0]), out, post_apply(p, n, V(p, w->m), out), 0);
+}
+
+/* Disjoint windows: every tap of the window gets dy or 0. */
+static void vmaxpool_bwd_body(lprogram *p, const ir_node *n, lstmt *body, vwindow *w)
+{
+    const ir_attrs *a = &n->attr;
+    dims y = dims_of(p, n->in[0]), x = dims_of(p, n->in[1]);
+    vwindow_argmax(p, n, body, w, x, lp_buf(p, n->in[1]));
+    int g = lp_var(p, "g", LT_FLOAT, 0);
+    ls_set(p, body, g, lx_load(p, lp_buf(p, n->in[0]), at4(p, y, w->i, w->c, w->oh, w->ow)));
+    for (int r = 0; r < a->kernel[0]; r++)
+        for (int s = 0; s < a->kernel[1]; s++) {
+            lexpr *ih = lx_madd(p, w->oh, a->stride[0], I(p, r));
+            lexpr *iw = lx_madd(p, w->ow, a->stride[1], I(p, s));
+            lexpr *dst = at4(p, x, w->i, w->c, ih, iw);
+            lexpr *hit = lx_bin(p, LX_EQ, V(p, w->at), I(p, r * a->kernel[1] + s));
+            ls_store(p, body, lp_buf(p, n->out[0]), dst,
+                     post_apply(p, n, lx_select(p, hit, V(p, g), lx_float(p, 0)), dst), 0);
+        }
+}
+
 void lower_maxpool(lprogram *p, const ir_node *n)
 {
+    if (vector_pool_ok(p, n)) {
+        lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+        vwindow_loops(p, n, k, dims_of(p, n->out[0]), vmaxpool_body);
+        return;
+    }
     dims x = dims_of(p, n->in[0]), y = dims_of(p, n->out[0]);
     int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
@@ -352,19 +450,23 @@ static void maxpool_bwd_disjoint(lprogram *p, const ir_node *n)
     const ir_attrs *a = &n->attr;
     int bdy = lp_buf(p, n->in[0]), bx = lp_buf(p, n->in[1]), bdx = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
-    window wv = pool_window(p, k, y);
-    int m, at;
-    window_argmax(p, &wv, a, x, bx, &m, &at);
-    int r, s;
-    /* the window again, now each element gets its value */
-    lstmt *t = loop(p, wv.outer, "r", a->kernel[0], &r);
-    t = loop(p, t, "s", a->kernel[1], &s);
-    lexpr *ih = lx_madd(p, V(p, wv.oh), a->stride[0], V(p, r));
-    lexpr *iw = lx_madd(p, V(p, wv.ow), a->stride[1], V(p, s));
-    lexpr *g = lx_load(p, bdy, at4(p, y, V(p, wv.i), V(p, wv.c), V(p, wv.oh), V(p, wv.ow)));
-    lexpr *hit = lx_bin(p, LX_EQ, lx_madd(p, ih, x.w, iw), V(p, at));
-    lexpr *dst = at4(p, x, V(p, wv.i), V(p, wv.c), ih, iw);
-    ls_store(p, t, bdx, dst, post_apply(p, n, lx_select(p, hit, g, lx_float(p, 0)), dst), 0);
+    if (vector_pool_ok(p, n)) {
+        vwindow_loops(p, n, k, y, vmaxpool_bwd_body);
+    } else {
+        window wv = pool_window(p, k, y);
+        int m, at;
+        window_argmax(p, &wv, a, x, bx, &m, &at);
+        int r, s;
+        /* the window again, now each element gets its value */
+        lstmt *t = loop(p, wv.outer, "r", a->kernel[0], &r);
+        t = loop(p, t, "s", a->kernel[1], &s);
+        lexpr *ih = lx_madd(p, V(p, wv.oh), a->stride[0], V(p, r));
+        lexpr *iw = lx_madd(p, V(p, wv.ow), a->stride[1], V(p, s));
+        lexpr *g = lx_load(p, bdy, at4(p, y, V(p, wv.i), V(p, wv.c), V(p, wv.oh), V(p, wv.ow)));
+        lexpr *hit = lx_bin(p, LX_EQ, lx_madd(p, ih, x.w, iw), V(p, at));
+        lexpr *dst = at4(p, x, V(p, wv.i), V(p, wv.c), ih, iw);
+        ls_store(p, t, bdx, dst, post_apply(p, n, lx_select(p, hit, g, lx_float(p, 0)), dst), 0);
+    }
     /* elements between windows (stride > kernel) and past the last one */
     int64_t covered_h = (y.h - 1) * a->stride[0] + a->kernel[0];
     int64_t covered_w = (y.w - 1) * a->stride[1] + a->kernel[1];

@@ -46,6 +46,11 @@ typedef struct tile_spec {
     /* store the finished accumulator of row m, block j, lane v */
     void (*store)(const void *ctx, lprogram *p, lstmt *body, lexpr *m, int j, lexpr *v,
                   lexpr *acc);
+    /* optional: also sum the vectors of each column block over the
+     * reduction into sum_buf at sum_index (a bias gradient alongside the
+     * weight gradient: the same vectors, one add more per step) */
+    int sum_buf;
+    lexpr *(*sum_index)(const void *ctx, lprogram *p, int j, lexpr *v);
 } tile_spec;
 
 static lstmt *flagged_loop(lprogram *p, lstmt *parent, const char *name, int64_t extent, int flag,
@@ -59,7 +64,12 @@ static lstmt *flagged_loop(lprogram *p, lstmt *parent, const char *name, int64_t
 static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
 {
     int acc = lp_local_array(p, "acc", (int64_t)t->rows * t->cols * t->lanes);
+    int sum = t->sum_buf >= 0 ? lp_local_array(p, "sum", (int64_t)t->cols * t->lanes) : -1;
     int m, v, red[4];
+    for (int j = 0; j < t->cols && sum >= 0; j++) {
+        lstmt *lane = flagged_loop(p, parent, "v", t->lanes, LOOP_VECTOR, &v);
+        ls_store(p, lane, sum, lx_madd(p, I(p, j), t->lanes, V(p, v)), lx_float(p, 0), 0);
+    }
     /* acc = init */
     lstmt *rows = flagged_loop(p, parent, "m", t->rows, LOOP_UNROLL, &m);
     for (int j = 0; j < t->cols; j++) {
@@ -84,6 +94,12 @@ static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
         lexpr *b = lx_load(p, t->b_buf, lx_add(p, t->b_index(t->ctx, p, j, red), V(p, v)));
         ls_store(p, lane, acc, at, lx_fma(p, a, b, lx_load(p, acc, at)), 0);
     }
+    for (int j = 0; j < t->cols && sum >= 0; j++) {
+        lstmt *lane = flagged_loop(p, body, "v", t->lanes, LOOP_VECTOR, &v);
+        lexpr *at = lx_madd(p, I(p, j), t->lanes, V(p, v));
+        lexpr *b = lx_load(p, t->b_buf, lx_add(p, t->b_index(t->ctx, p, j, red), V(p, v)));
+        ls_store(p, lane, sum, at, lx_add(p, lx_load(p, sum, at), b), 0);
+    }
     /* results out */
     rows = flagged_loop(p, parent, "m", t->rows, LOOP_UNROLL, &m);
     for (int j = 0; j < t->cols; j++) {
@@ -92,6 +108,11 @@ static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
                                      I(p, t->lanes)),
                            V(p, v));
         t->store(t->ctx, p, lane, V(p, m), j, V(p, v), lx_load(p, acc, at));
+    }
+    for (int j = 0; j < t->cols && sum >= 0; j++) {
+        lstmt *lane = flagged_loop(p, parent, "v", t->lanes, LOOP_VECTOR, &v);
+        ls_store(p, lane, t->sum_buf, t->sum_index(t->ctx, p, j, V(p, v)),
+                 lx_load(p, sum, lx_madd(p, I(p, j), t->lanes, V(p, v))), 0);
     }
 }
 
@@ -165,7 +186,7 @@ static void conv_row(lprogram *p, lstmt *parent, conv_ctx *c, lexpr *k0, int col
     c->k0 = k0;
     c->lanes = lanes;
     tile_spec t = {c, c->bx, c->bw, lanes, rows, cols, 3, {I(p, c->cg), I(p, c->R), I(p, c->S)},
-                   {"c", "r", "s"}, conv_a, conv_b, conv_init, conv_store};
+                   {"c", "r", "s"}, conv_a, conv_b, conv_init, conv_store, -1, NULL};
     int tv;
     if (c->ow / rows > 0) {
         lstmt *b = ls_for(p, parent, "owt", I(p, c->ow / rows), &tv)->body;
@@ -288,7 +309,7 @@ static void sconv_channels(lprogram *p, lstmt *parent, sconv_ctx *c, lexpr *k0, 
     c->k0 = k0;
     tile_spec t = {c, c->bw, c->bx, lanes, rows, cols, 3,
                    {I(p, c->cg), I(p, c->R), I(p, c->S)}, {"c", "r", "s"},
-                   sconv_a, sconv_b, sconv_init, sconv_store};
+                   sconv_a, sconv_b, sconv_init, sconv_store, -1, NULL};
     /* output rows in groups of cols (then the rest), and in each row the
      * columns as whole vectors (then the rest in a narrower one) */
     int oht, owt;
@@ -356,7 +377,14 @@ typedef struct filter_ctx {
     int64_t t0;       /* first tap r*S + s of each channel in the tile */
     int64_t ntaps;    /* taps per channel in the tile */
     int lanes;
+    int bdb;          /* the bias gradient, or -1 */
 } filter_ctx;
+
+static lexpr *filter_bias_at(const void *vc, lprogram *p, int j, lexpr *v)
+{
+    const filter_ctx *c = vc;
+    return lx_add(p, lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)), v);
+}
 
 /* Row m of a tile is tap t0 + m % ntaps of channel c0 + m / ntaps: with m
  * unrolled to a constant, every row reads x at a constant offset from one
@@ -406,7 +434,8 @@ static void filter_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int
 
 /* The weight gradients of output channels [k0, k0 + cols*lanes): tiles of
  * whole channels (as many as fit: 3 channels of a 3x3 kernel, 1 of a 5x5)
- * or, for kernels with more taps than fit, of runs of one channel's taps. */
+ * or, for kernels with more taps than fit, of runs of one channel's taps.
+ * The first tile (channel 0, first taps) also sums dy: the bias gradient. */
 static void filter_tiles(lprogram *p, lstmt *parent, filter_ctx *c, lexpr *k0, int cols,
                          int lanes)
 {
@@ -416,16 +445,22 @@ static void filter_tiles(lprogram *p, lstmt *parent, filter_ctx *c, lexpr *k0, i
     c->lanes = lanes;
     tile_spec t = {c, c->bx, c->bdy, lanes, 0, cols, 3,
                    {lx_n(p), I(p, c->oh), I(p, c->ow)}, {"i", "oh", "ow"},
-                   filter_a, filter_b, NULL, filter_store};
+                   filter_a, filter_b, NULL, filter_store, -1, filter_bias_at};
+    tile_spec first = t;
+    first.sum_buf = c->bdb;
     int cv;
     if (T <= rows_max) {
         int64_t cb = rows_max / T < c->cg ? rows_max / T : c->cg;
         c->t0 = 0;
         c->ntaps = T;
-        t.rows = (int)(cb * T);
-        lstmt *b = loop_par(p, parent, "ct", c->cg / cb, &cv);
-        c->c0 = lx_mul(p, V(p, cv), I(p, cb));
-        register_tile(p, b, &t);
+        t.rows = first.rows = (int)(cb * T);
+        c->c0 = I(p, 0);
+        register_tile(p, parent, &first);
+        if (c->cg / cb > 1) {
+            lstmt *b = loop_par(p, parent, "ct", c->cg / cb - 1, &cv);
+            c->c0 = lx_mul(p, lx_add(p, V(p, cv), I(p, 1)), I(p, cb));
+            register_tile(p, b, &t);
+        }
         if (c->cg % cb) {
             c->c0 = I(p, c->cg / cb * cb);
             t.rows = (int)(c->cg % cb * T);
@@ -433,30 +468,24 @@ static void filter_tiles(lprogram *p, lstmt *parent, filter_ctx *c, lexpr *k0, i
         }
         return;
     }
-    lstmt *b = loop_par(p, parent, "c", c->cg, &cv);
-    c->c0 = V(p, cv);
-    for (int64_t t0 = 0; t0 < T; t0 += rows_max) {
-        c->t0 = t0;
-        c->ntaps = T - t0 < rows_max ? T - t0 : rows_max;
-        t.rows = (int)c->ntaps;
-        register_tile(p, b, &t);
+    for (int pass = 0; pass < 2; pass++) { /* channel 0, then the others in parallel */
+        lstmt *b = parent;
+        if (pass == 0) {
+            c->c0 = I(p, 0);
+        } else if (c->cg > 1) {
+            b = loop_par(p, parent, "c", c->cg - 1, &cv);
+            c->c0 = lx_add(p, V(p, cv), I(p, 1));
+        } else {
+            break;
+        }
+        for (int64_t t0 = 0; t0 < T; t0 += rows_max) {
+            c->t0 = t0;
+            c->ntaps = T - t0 < rows_max ? T - t0 : rows_max;
+            tile_spec *ts = pass == 0 && t0 == 0 ? &first : &t;
+            ts->rows = (int)c->ntaps;
+            register_tile(p, b, ts);
+        }
     }
-}
-
-/* db[k] = sum of dy over examples and pixels, a vector of channels at a time. */
-static void filter_bias(lprogram *p, lstmt *parent, const filter_ctx *c, int bdb, lexpr *k0,
-                        int lanes)
-{
-    int v, i, e;
-    lstmt *lane = flagged_loop(p, parent, "v", lanes, LOOP_VECTOR, &v);
-    int acc = lp_var(p, "bias_acc", LT_FLOAT, 0);
-    ls_set(p, lane, acc, lx_float(p, 0));
-    lstmt *r = ls_for(p, lane, "i", lx_n(p), &i)->body;
-    r = loop(p, r, "e", c->oh * c->ow, &e);
-    lexpr *at = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), c->oh * c->ow, V(p, e)), I(p, c->kt)),
-                       lx_add(p, k0, V(p, v)));
-    ls_set(p, r, acc, lx_add(p, V(p, acc), lx_load(p, c->bdy, at)));
-    ls_store(p, lane, bdb, lx_add(p, k0, V(p, v)), V(p, acc), 0);
 }
 
 static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
@@ -465,7 +494,7 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
     const ir_value *x = &p->g->values[n->in[1]], *dw = &p->g->values[n->out[0]];
     filter_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]),
                     x->shape.d[1], x->shape.d[2], x->shape.d[3], dw->shape.d[0],
-                    0, 0, 0, 0, 0, a->kernel[0], a->kernel[1], 0, NULL, NULL, 0, 0, 0};
+                    0, 0, 0, 0, 0, a->kernel[0], a->kernel[1], 0, NULL, NULL, 0, 0, 0, -1};
     const ir_value *dyv = &p->g->values[p->g->nodes[p->g->values[n->in[0]].producer].in[0]];
     c.oh = dyv->shape.d[2];
     c.ow = dyv->shape.d[3];
@@ -479,26 +508,20 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
     k->tiled = 1;
     lstmt *b = loop(p, k->body, "g", a->groups, &c.g_var);
     lexpr *gbase = lx_mul(p, V(p, c.g_var), I(p, c.kg));
-    int bdb = n->nout > 1 ? lp_buf(p, n->out[1]) : -1;
+    c.bdb = n->nout > 1 ? lp_buf(p, n->out[1]) : -1;
     int kb;
     if (full / cols > 0) {
         lstmt *kl = loop(p, b, "kb", full / cols, &kb);
         lexpr *k0 = lx_add(p, gbase, lx_mul(p, V(p, kb), I(p, (int64_t)cols * lanes)));
         filter_tiles(p, kl, &c, k0, cols, lanes);
-        for (int j = 0; j < cols && bdb >= 0; j++)
-            filter_bias(p, kl, &c, bdb, lx_add(p, k0, I(p, (int64_t)j * lanes)), lanes);
     }
     if (full % cols) {
         lexpr *k0 = lx_add(p, gbase, I(p, (full - 1) * lanes));
         filter_tiles(p, b, &c, k0, 1, lanes);
-        if (bdb >= 0)
-            filter_bias(p, b, &c, bdb, k0, lanes);
     }
     if (tail) {
         lexpr *k0 = lx_add(p, gbase, I(p, full * lanes));
         filter_tiles(p, b, &c, k0, 1, (int)tail);
-        if (bdb >= 0)
-            filter_bias(p, b, &c, bdb, k0, (int)tail);
     }
 }
 
@@ -579,7 +602,7 @@ static void gemm(lprogram *p, lstmt *parent, gemm_ctx *c, int64_t nrows, int64_t
                          lx_mul(p, V(p, cb), I(p, (int64_t)parts[part].cols * parts[part].lanes)));
         c->lanes = parts[part].lanes;
         tile_spec t = {c, c->a_buf, c->b_buf, c->lanes, rows, parts[part].cols, 1, {red},
-                       {"red"}, gemm_a, gemm_b, gemm_init, gemm_store};
+                       {"red"}, gemm_a, gemm_b, gemm_init, gemm_store, -1, NULL};
         lstmt *tb = ls_for(p, b, "rt", lx_div(p, rows_e, I(p, rows)), &rt)->body;
         c->row0 = lx_mul(p, V(p, rt), I(p, rows));
         register_tile(p, tb, &t);
