@@ -123,7 +123,7 @@ static double lane_use(int64_t count, int lanes)
 static int spatial_pays(const rewriter *w, int64_t channels, int64_t width, const int stride[2])
 {
     return stride[0] == 1 && stride[1] == 1 &&
-           lane_use(width, w->lanes) > lane_use(channels, w->lanes);
+           lane_use(width, w->lanes) >= lane_use(channels, w->lanes);
 }
 
 static void rewrite_conv(rewriter *w, int i)
