@@ -93,6 +93,8 @@ typedef struct cnnc_unit {
  * Errors are printed to diag_out; returns 0 or -1. */
 int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE *diag_out);
 void cnnc_unit_free(cnnc_unit *u);
+/* Monotonic clock in seconds (for cnnc -v timings). */
+double cnnc_seconds(void);
 
 /* codegen.c: write what opt->emit asks for to path; 0 or -1 (message printed). */
 int cnnc_emit(cnnc_unit *u, emit_kind emit, const char *path);

@@ -35,13 +35,18 @@ enum { FR_PARAMS, FR_GRADS, FR_ARENA, FR_X, FR_LABELS, FR_OUT, FR_N, FR_SEED, FR
 enum { CTX_ABI, CTX_RESERVED, CTX_MODEL, CTX_PARAMS, CTX_GRADS, CTX_ARENA, CTX_POOL,
        CTX_PARALLEL_FOR, CTX_SEED, CTX_STEP, CTX_COUNT };
 
-/* llvm_emit.c: one internal function `void name(ptr frame)` computing k. */
-LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char *name);
+/* llvm_emit.c: one function `void name(ptr frame)` computing k; internal,
+ * or with exported set external and hidden (called from another module of
+ * the same library). */
+LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char *name,
+                         int exported);
 
 /* target.c: a target machine for triple/cpu (NULL = host); the data layout
  * and triple are set on c->mod.  Reports a clear error and returns -1 for
  * an unknown target or CPU. */
 int target_setup(cg *c, const char *triple, const char *cpu, int opt_level);
+/* Register LLVM's targets (once; before building modules on threads). */
+void target_init(void);
 /* The C compiler driver that links for the target ("cc", "aarch64-linux-gnu-gcc"). */
 const char *target_linker(const char *triple);
 int target_is_host(const char *triple);

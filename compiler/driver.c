@@ -7,6 +7,7 @@
  * tensor in its own arena slot (no buffer reuse); -O1 and up reuse memory
  * between tensors whose lifetimes do not overlap.
  */
+#include <time.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,13 @@ int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE 
         }
     }
     return 0;
+}
+
+double cnnc_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 void cnnc_unit_free(cnnc_unit *u)

@@ -622,11 +622,15 @@ static void begin_function(kemit *e)
         e->bases[i] = buffer_base(e, e->frame, i);
 }
 
-LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char *name)
+LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char *name,
+                         int exported)
 {
     kemit e = {c, p, k, NULL, NULL, NULL, NULL, 0, 0};
     e.fn = LLVMAddFunction(c->mod, name, c->kernel_fn);
-    LLVMSetLinkage(e.fn, LLVMInternalLinkage);
+    if (exported)
+        LLVMSetVisibility(e.fn, LLVMHiddenVisibility);
+    else
+        LLVMSetLinkage(e.fn, LLVMInternalLinkage);
     /* Kept as functions: profiles show time per kernel, and a call per
      * kernel costs nothing beside its loops. */
     unsigned noinline = LLVMGetEnumAttributeKindForName("noinline", 8);

@@ -157,7 +157,11 @@ int main(int argc, char **argv)
         return usage_error("%s", "no input file");
     cnnc_unit u;
     int rc = 1;
+    double t0 = cnnc_seconds();
     if (cnnc_frontend(&u, &opt, NULL, stderr) == 0) {
+        if (opt.verbose)
+            fprintf(stderr, "cnnc: front end, graph passes and lowering: %.3f s\n",
+                    cnnc_seconds() - t0);
         if (summary || opt.emit >= EMIT_IR) {
             rc = emit_text(&u, opt.emit, output, summary);
         } else {

@@ -11,18 +11,29 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include "codegen.h"
 
-static void init_llvm_targets(void)
+static void init_once(void)
 {
-    static int done;
-    if (done)
-        return;
     LLVMInitializeAllTargetInfos();
     LLVMInitializeAllTargets();
     LLVMInitializeAllTargetMCs();
     LLVMInitializeAllAsmPrinters();
-    done = 1;
+}
+
+/* Once per process, whichever thread gets here first (codegen.c builds
+ * modules on several threads). */
+static void init_llvm_targets(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_once);
+}
+
+void target_init(void)
+{
+    init_llvm_targets();
 }
 
 int target_is_host(const char *triple)
