@@ -311,7 +311,7 @@ static LLVMValueRef expr(kemit *e, const lexpr *x)
         unsigned id = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
         LLVMTypeRef fn_type = LLVMIntrinsicGetType(c->ctx, id, params, 1);
         LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, params, 1);
-        LLVMValueRef args[2] = {LLVMConstReal(c->f32, -0.0), v};
+        LLVMValueRef args[2] = {LLVMConstReal(LLVMGetElementType(LLVMTypeOf(v)), -0.0), v};
         LLVMValueRef r = LLVMBuildCall2(b, fn_type, fn, args, 2, "");
         LLVMSetFastMathFlags(r, LLVMFastMathAllowReassoc); /* a tree, not a chain */
         return r;

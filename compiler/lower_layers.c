@@ -46,6 +46,95 @@ static lexpr *flt(lprogram *p, lexpr *x)
     return lx_un(p, LX_TOFLOAT, x);
 }
 
+/* A per-element term of a channel sum: terms(ctx, j, at) is the float
+ * value of term j at flat index at. */
+typedef lexpr *(*term_fn)(lprogram *p, const void *ctx, int j, lexpr *at);
+
+/* sums[j] (double variables, already initialized) += the sum of term j
+ * over the examples and pixels of channel c.  Unoptimized, one double
+ * addition per element in order (the definition).  With a target, the
+ * pixels go through `lanes`-wide double partial sums (vector code),
+ * reduced once at the end: a different but fixed order, so the result
+ * does not depend on the number of threads. */
+static void channel_sums(lprogram *p, lstmt *parent, dims d, int c, int count, term_fn terms,
+                         const void *ctx, const int *sums)
+{
+    int64_t hw = d.h * d.w;
+    if (!p->target) {
+        lexpr *at;
+        lstmt *r = channel_loop(p, parent, d, c, &at);
+        for (int j = 0; j < count; j++)
+            ls_set(p, r, sums[j], lx_add(p, V(p, sums[j]), dbl(p, terms(p, ctx, j, at))));
+        return;
+    }
+    int lanes = p->target->lanes, i, eb, v;
+    int part[2][4]; /* [whole vectors, the rest][term] */
+    int64_t width[2] = {hw / lanes ? lanes : 0, hw % lanes};
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < count && width[k]; j++) {
+            part[k][j] = lp_var(p, "part", LT_DOUBLE, 0);
+            ls_set(p, parent, part[k][j], lx_double(p, 0));
+        }
+    lstmt *ex = ls_for(p, parent, "i", lx_n(p), &i)->body;
+    lexpr *base = lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, hw));
+    for (int k = 0; k < 2; k++) {
+        if (!width[k])
+            continue;
+        lstmt *body = ex;
+        lexpr *first = I(p, hw / lanes * lanes);
+        if (k == 0) {
+            body = ls_for(p, ex, "eb", I(p, hw / lanes), &eb)->body;
+            first = lx_mul(p, V(p, eb), I(p, lanes));
+        }
+        lstmt *vl = ls_for(p, body, "v", I(p, width[k]), &v);
+        vl->flags |= LOOP_VECTOR;
+        lexpr *at = lx_add(p, base, lx_add(p, first, V(p, v)));
+        for (int j = 0; j < count; j++)
+            ls_set(p, vl->body, part[k][j],
+                   lx_add(p, V(p, part[k][j]), dbl(p, terms(p, ctx, j, at))));
+    }
+    for (int k = 0; k < 2; k++) { /* a vector loop again, so the sums see vectors */
+        if (!width[k])
+            continue;
+        lstmt *vl = ls_for(p, parent, "v", I(p, width[k]), &v);
+        vl->flags |= LOOP_VECTOR;
+        for (int j = 0; j < count; j++)
+            ls_set(p, vl->body, sums[j],
+                   lx_add(p, V(p, sums[j]), lx_un(p, LX_HSUM, V(p, part[k][j]))));
+    }
+}
+
+typedef struct bn_terms {
+    int bx, bdy;
+    lexpr *mean; /* float */
+} bn_terms;
+
+/* x; (x - mean)^2 */
+static lexpr *bn_x_term(lprogram *p, const void *ctx, int j, lexpr *at)
+{
+    const bn_terms *t = ctx;
+    (void)j;
+    return lx_load(p, t->bx, at);
+}
+
+static lexpr *bn_dev2_term(lprogram *p, const void *ctx, int j, lexpr *at)
+{
+    const bn_terms *t = ctx;
+    (void)j;
+    lexpr *dev = lx_sub(p, lx_load(p, t->bx, at), t->mean);
+    return lx_mul(p, dev, dev);
+}
+
+/* dy, then (x - mean) * dy */
+static lexpr *bn_grad_term(lprogram *p, const void *ctx, int j, lexpr *at)
+{
+    const bn_terms *t = ctx;
+    lexpr *dy = lx_load(p, t->bdy, at);
+    if (j == 0)
+        return dy;
+    return lx_mul(p, lx_sub(p, lx_load(p, t->bx, at), t->mean), dy);
+}
+
 /* Training mode: batch statistics, running statistics, output. */
 void lower_batchnorm(lprogram *p, const ir_node *n)
 {
@@ -62,13 +151,25 @@ void lower_batchnorm(lprogram *p, const ir_node *n)
     ls_set(p, b, count, dbl(p, lx_mul(p, lx_n(p), I(p, d.h * d.w))));
     ls_set(p, b, sum, lx_double(p, 0));
     lexpr *at;
-    lstmt *r = channel_loop(p, b, d, c, &at);
-    ls_set(p, r, sum, lx_add(p, V(p, sum), dbl(p, lx_load(p, bx, at))));
-    ls_set(p, b, mean, lx_div(p, V(p, sum), V(p, count)));
-    ls_set(p, b, sum, lx_double(p, 0));
-    r = channel_loop(p, b, d, c, &at);
-    ls_set(p, r, dev, lx_sub(p, dbl(p, lx_load(p, bx, at)), V(p, mean)));
-    ls_set(p, r, sum, lx_add(p, V(p, sum), lx_mul(p, V(p, dev), V(p, dev))));
+    lstmt *r;
+    bn_terms terms = {bx, -1, NULL};
+    if (p->target) { /* vectorized: the mean, then the squared deviations from it */
+        channel_sums(p, b, d, c, 1, bn_x_term, &terms, &sum);
+        ls_set(p, b, mean, lx_div(p, V(p, sum), V(p, count)));
+        int mean_f = lp_var(p, "mean_f", LT_FLOAT, 0);
+        ls_set(p, b, mean_f, flt(p, V(p, mean)));
+        terms.mean = V(p, mean_f);
+        ls_set(p, b, sum, lx_double(p, 0));
+        channel_sums(p, b, d, c, 1, bn_dev2_term, &terms, &sum);
+    } else {
+        r = channel_loop(p, b, d, c, &at);
+        ls_set(p, r, sum, lx_add(p, V(p, sum), dbl(p, lx_load(p, bx, at))));
+        ls_set(p, b, mean, lx_div(p, V(p, sum), V(p, count)));
+        ls_set(p, b, sum, lx_double(p, 0));
+        r = channel_loop(p, b, d, c, &at);
+        ls_set(p, r, dev, lx_sub(p, dbl(p, lx_load(p, bx, at)), V(p, mean)));
+        ls_set(p, r, sum, lx_add(p, V(p, sum), lx_mul(p, V(p, dev), V(p, dev))));
+    }
     ls_set(p, b, var, lx_div(p, V(p, sum), V(p, count)));
     ls_set(p, b, inv, lx_div(p, lx_double(p, 1),
                              lx_un(p, LX_SQRT, lx_add(p, V(p, var), lx_double(p, n->attr.eps)))));
@@ -115,11 +216,20 @@ void lower_batchnorm_bwd(lprogram *p, const ir_node *n)
     ls_set(p, b, dotp, lx_double(p, 0));
     ls_set(p, b, inv, dbl(p, lx_load(p, binv, V(p, c))));
     lexpr *at;
-    lstmt *r = channel_loop(p, b, d, c, &at);
-    lexpr *dy = lx_load(p, bdy, at);
-    lexpr *centered = lx_sub(p, lx_load(p, bx, at), lx_load(p, bmean, V(p, c)));
-    ls_set(p, r, sum, lx_add(p, V(p, sum), dbl(p, dy)));
-    ls_set(p, r, dotp, lx_add(p, V(p, dotp), lx_mul(p, dbl(p, centered), dbl(p, dy))));
+    lstmt *r;
+    if (p->target) {
+        int mean_f = lp_var(p, "mean_f", LT_FLOAT, 0);
+        ls_set(p, b, mean_f, lx_load(p, bmean, V(p, c)));
+        bn_terms terms = {bx, bdy, V(p, mean_f)};
+        int sums[2] = {sum, dotp};
+        channel_sums(p, b, d, c, 2, bn_grad_term, &terms, sums);
+    } else {
+        r = channel_loop(p, b, d, c, &at);
+        lexpr *dy = lx_load(p, bdy, at);
+        lexpr *centered = lx_sub(p, lx_load(p, bx, at), lx_load(p, bmean, V(p, c)));
+        ls_set(p, r, sum, lx_add(p, V(p, sum), dbl(p, dy)));
+        ls_set(p, r, dotp, lx_add(p, V(p, dotp), lx_mul(p, dbl(p, centered), dbl(p, dy))));
+    }
     ls_store(p, b, bdg, V(p, c), flt(p, lx_mul(p, V(p, dotp), V(p, inv))), 0);
     ls_store(p, b, bdb, V(p, c), flt(p, V(p, sum)), 0);
     int kk = lp_var(p, "k", LT_FLOAT, 0), gm = lp_var(p, "grad_mean", LT_FLOAT, 0);
