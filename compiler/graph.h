@@ -60,6 +60,9 @@ typedef struct ir_attrs {
     int salt;        /* DROPOUT: distinguishes the random streams of layers */
     int lanes;       /* tiled ops: vector width over output channels */
     int spatial;     /* TCONV: vectors over output columns instead (schedule.c) */
+    int phases;      /* TCONV: a strided convolution's backward-data, phase by
+                      * phase (pack.c); stride and pad are the forward's */
+    int phase_pad[2];/* TCONV phases: top and left padding of dy */
     int mode;        /* PACK_WEIGHTS: PACK_FORWARD or PACK_FLIPPED */
     int post;        /* epilogue fused into the node (fuse.c): POST_* flags */
 } ir_attrs;
@@ -74,7 +77,7 @@ enum {
 };
 
 /* How PACK_WEIGHTS reorders a weight tensor (see pack.c). */
-enum pack_mode { PACK_FORWARD, PACK_FLIPPED };
+enum pack_mode { PACK_FORWARD, PACK_FLIPPED, PACK_PHASES };
 
 /* Activations of the ACT op (relu has an op of its own). */
 enum act_kind { ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH, ACT_GELU };
@@ -280,6 +283,28 @@ int maxpool_windows_disjoint(const ir_graph *g, const ir_node *n);
  * tiled kernels and the reference interpreter. */
 int64_t pack_offset(int64_t k, int64_t c, int64_t r, int64_t s, int64_t kg, int64_t cg, int64_t R,
                     int64_t S, int lanes);
+
+/* The backward-data of a convolution with stride s > 1, by phases: the
+ * outputs h = phase + s*j of one phase along an axis receive only the taps
+ * r = first + s*t, and are a stride-1 correlation of the (padded) output
+ * gradient with those taps in reverse order: output j, tap t' reads dy
+ * index j + shift + t'.  (pack.c; shared with schedule.c, lower_layers.c
+ * and the reference interpreter.) */
+typedef struct phase_axis {
+    int first;     /* first kernel tap of the phase */
+    int taps;      /* how many */
+    int64_t outs;  /* outputs of the phase: phase + stride*j < out */
+    int64_t shift;
+} phase_axis;
+/* Phase `phase` along an axis of kernel size k, the forward's stride and
+ * leading pad, out outputs (dx), dy padded by pad_lo in front. */
+phase_axis phase_axis_of(int phase, int stride, int pad, int k, int64_t out, int64_t pad_lo);
+/* The padding dy needs in front and behind for every phase (in: dy's size). */
+void phase_padding(int stride, int pad, int k, int64_t out, int64_t in, int64_t *lo, int64_t *hi);
+/* First element of phase (ph, pw)'s weights in a PACK_PHASES buffer (per
+ * phase: [group][dy channel][t'][u'][dx channel in group]). */
+int64_t phase_pack_base(int ph, int pw, const int stride[2], const int pad[2], int R, int S,
+                        int64_t per_tap);
 
 /* Spatial output size of a window op along one axis. */
 int64_t window_out(int64_t in, int k, int stride, int pad_lo, int pad_hi, int dilation);

@@ -592,9 +592,47 @@ void lower_pad(lprogram *p, const ir_node *n)
 /* Weights in the order of the tiled kernels (pack_offset); PACK_FLIPPED
  * also swaps input and output channels within each group and flips the
  * kernel, for the backward-data convolution. */
+/* PACK_PHASES: per phase (ph, pw), per tap (t', u') of it, the weights
+ * W[g*cg + c][kin][r][s] at [g][c][t'][u'][kin] of the phase's block. */
+static void pack_phases(lprogram *p, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    int64_t kt = a->filters, cg = a->units, kg = kt / a->groups;
+    int R = a->kernel[0], S = a->kernel[1];
+    int bw = lp_buf(p, n->in[0]), bo = lp_buf(p, n->out[0]);
+    lkernel *kern = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    int k, c;
+    for (int ph = 0; ph < a->stride[0]; ph++)
+        for (int pw = 0; pw < a->stride[1]; pw++) {
+            phase_axis ah = phase_axis_of(ph, a->stride[0], a->pad[0], R, 1, 0);
+            phase_axis aw = phase_axis_of(pw, a->stride[1], a->pad[1], S, 1, 0);
+            int64_t base = phase_pack_base(ph, pw, a->stride, a->pad, R, S, kt * cg);
+            for (int t = 0; t < ah.taps; t++)
+                for (int u = 0; u < aw.taps; u++) {
+                    int r = ah.first + a->stride[0] * (ah.taps - 1 - t);
+                    int s = aw.first + a->stride[1] * (aw.taps - 1 - u);
+                    lstmt *b = loop_par(p, kern->body, "k", kt, &k);
+                    b = loop(p, b, "c", cg, &c);
+                    lexpr *g = lx_div(p, V(p, k), I(p, kg));
+                    lexpr *kin = lx_bin(p, LX_REM, V(p, k), I(p, kg));
+                    lexpr *tap = lx_madd(p, lx_madd(p, V(p, c), ah.taps, I(p, t)), aw.taps, I(p, u));
+                    lexpr *dst = lx_add(p, lx_add(p, I(p, base),
+                                                  lx_mul(p, g, I(p, kg * cg * ah.taps * aw.taps))),
+                                        lx_madd(p, tap, kg, kin));
+                    lexpr *oc = lx_madd(p, g, cg, V(p, c));
+                    lexpr *src = lx_madd(p, lx_madd(p, lx_madd(p, oc, kg, kin), R, I(p, r)), S, I(p, s));
+                    ls_store(p, b, bo, dst, lx_load(p, bw, src), 0);
+                }
+        }
+}
+
 void lower_pack_weights(lprogram *p, const ir_node *n)
 {
     const ir_attrs *a = &n->attr;
+    if (a->mode == PACK_PHASES) {
+        pack_phases(p, n);
+        return;
+    }
     int64_t kt = a->filters, cg = a->units, kg = kt / a->groups, lanes = a->lanes;
     int R = a->kernel[0], S = a->kernel[1];
     int bw = lp_buf(p, n->in[0]), bo = lp_buf(p, n->out[0]);

@@ -14,7 +14,10 @@
  *                              pack_weights(W flipped, in/out swapped)):
  *    the gradient of a convolution with respect to its input is a
  *    stride-1 convolution of the stride-dilated, padded output gradient
- *    with the spatially flipped weights;
+ *    with the spatially flipped weights; for a strided convolution, most of
+ *    the dilated input is zeros, so it is computed phase by phase instead
+ *    (phase_axis_of: each output phase a correlation of the undilated dy
+ *    with the taps that reach it);
  *  - conv2d_bwd_filter(dy, x) (and the layer's bias_bwd) ->
  *    conv2d_bwd_filter_tiled(transpose_nhwc(dy), pad(x)): a tile of
  *    weight gradients for `lanes` output channels reads dy with channels
@@ -37,6 +40,49 @@ int64_t pack_offset(int64_t k, int64_t c, int64_t r, int64_t s, int64_t kg, int6
     int64_t g = k / kg, kin = k % kg, block = kin / lanes * lanes;
     int64_t width = kg - block < lanes ? kg - block : lanes;
     return (g * kg + block) * cg * R * S + ((c * R + r) * S + s) * width + kin - block;
+}
+
+phase_axis phase_axis_of(int phase, int stride, int pad, int k, int64_t out, int64_t pad_lo)
+{
+    phase_axis a = {(phase + pad) % stride, 0, 0, 0};
+    if (a.first < k)
+        a.taps = (k - a.first + stride - 1) / stride;
+    if (phase < out)
+        a.outs = (out - phase + stride - 1) / stride;
+    /* output j, tap r = first + stride*t reads dy index j + (phase + pad - r)/stride;
+     * in reverse tap order t' = taps-1-t that is j + e0 - (taps-1) + t' */
+    int64_t e0 = (phase + pad - a.first) / stride;
+    a.shift = e0 - (a.taps - 1) + pad_lo;
+    return a;
+}
+
+void phase_padding(int stride, int pad, int k, int64_t out, int64_t in, int64_t *lo, int64_t *hi)
+{
+    *lo = *hi = 0;
+    for (int ph = 0; ph < stride; ph++) {
+        phase_axis a = phase_axis_of(ph, stride, pad, k, out, 0);
+        if (!a.taps || !a.outs)
+            continue;
+        if (-a.shift > *lo)
+            *lo = -a.shift;
+        int64_t last = a.outs - 1 + a.shift + a.taps - 1; /* highest dy index read */
+        if (last - (in - 1) > *hi)
+            *hi = last - (in - 1);
+    }
+}
+
+int64_t phase_pack_base(int ph, int pw, const int stride[2], const int pad[2], int R, int S,
+                        int64_t per_tap)
+{
+    int64_t base = 0;
+    for (int qh = 0; qh < stride[0]; qh++)
+        for (int qw = 0; qw < stride[1]; qw++) {
+            if (qh == ph && qw == pw)
+                return base;
+            base += per_tap * phase_axis_of(qh, stride[0], pad[0], R, 1, 0).taps *
+                    phase_axis_of(qw, stride[1], pad[1], S, 1, 0).taps;
+        }
+    return base;
 }
 
 /* A new node computing one value; returns the value. */
@@ -151,9 +197,52 @@ static void rewrite_conv(rewriter *w, int i)
     n->attr.spatial = spatial;
 }
 
+/* Strided, undilated: dx phase by phase (phase_axis_of), each a stride-1
+ * correlation of dy (padded, not dilated) with the taps of the phase, in
+ * spatial tiles; 1/stride^2 of the work of the dilated form, which
+ * multiplies zeros. */
+static int rewrite_conv_bwd_data_phases(rewriter *w, int i)
+{
+    ir_graph *g = w->g;
+    ir_node *n = &g->nodes[i];
+    const ir_attrs *a = &n->attr;
+    const ir_value *dy = &g->values[n->in[0]], *dx = &g->values[n->out[0]];
+    if (a->stride[0] * a->stride[1] == 1 || a->dilation[0] != 1 || a->dilation[1] != 1 ||
+        a->stride[0] > 4 || a->stride[1] > 4)
+        return 0;
+    int64_t cg = dx->shape.d[1] / a->groups, kg = dy->shape.d[1] / a->groups;
+    int64_t lo[2], hi[2];
+    for (int ax = 0; ax < 2; ax++)
+        phase_padding(a->stride[ax], a->pad[ax], a->kernel[ax], dx->shape.d[2 + ax],
+                      dy->shape.d[2 + ax], &lo[ax], &hi[ax]);
+    int pad[4] = {(int)lo[0], (int)lo[1], (int)hi[0], (int)hi[1]}, one[2] = {1, 1};
+    int padded = pad_value(w, i, n->in[0], pad, one);
+    n = &g->nodes[i];
+    int packed = pack_weights(w, i, n->in[1], dx->shape.d[1], kg, n->attr.kernel[0],
+                              n->attr.kernel[1], n->attr.groups, (int)cg, PACK_PHASES);
+    ir_node *pk = &g->nodes[g->values[packed].producer];
+    n = &g->nodes[i];
+    memcpy(pk->attr.stride, n->attr.stride, sizeof pk->attr.stride);
+    memcpy(pk->attr.pad, n->attr.pad, sizeof pk->attr.pad);
+    n->op = OP_TCONV;
+    n->in[0] = padded;
+    n->in[1] = packed;
+    n->attr.pad[2] = n->attr.pad[3] = 0; /* pad[0..1]: the forward's, for the phases */
+    n->attr.phase_pad[0] = (int)lo[0];
+    n->attr.phase_pad[1] = (int)lo[1];
+    n->attr.filters = (int)dx->shape.d[1];
+    n->attr.bias = 0;
+    n->attr.lanes = (int)cg;
+    n->attr.spatial = 1;
+    n->attr.phases = 1;
+    return 1;
+}
+
 /* dx = conv(pad(dilate(dy)), flip(W)): stride 1, the forward dilation. */
 static void rewrite_conv_bwd_data(rewriter *w, int i)
 {
+    if (rewrite_conv_bwd_data_phases(w, i))
+        return;
     ir_graph *g = w->g;
     ir_node *n = &g->nodes[i];
     const ir_attrs *a = &n->attr;

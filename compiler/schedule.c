@@ -255,10 +255,16 @@ static void lower_tconv(lprogram *p, const ir_node *n)
 typedef struct sconv_ctx {
     const ir_node *n;
     int bx, bw, bb, by;
-    int64_t ct, hp, wp, kt, oh, ow, cg, kg;
+    int64_t ct, hp, wp, kt, oh, ow, cg, kg; /* oh, ow: the outputs the tiles cover */
     int R, S;
     int n_var, g_var;
     lexpr *k0, *oh0, *ow0;
+    /* one phase of a strided backward-data (else the identity): output
+     * (j, v) goes to row h0 + sh*j, column w0 + sw*v of the yh x yw output,
+     * reads input row in_h + j + r, column in_w + v + s, and the phase's
+     * weights start at w_base */
+    int64_t yh, yw, in_h, in_w, w_base;
+    int sh, sw, h0, w0;
 } sconv_ctx;
 
 static lexpr *sconv_a(const void *vc, lprogram *p, lexpr *m, const int *red)
@@ -266,7 +272,8 @@ static lexpr *sconv_a(const void *vc, lprogram *p, lexpr *m, const int *red)
     const sconv_ctx *c = vc;
     lexpr *tap = lx_madd(p, lx_madd(p, V(p, red[0]), c->R, V(p, red[1])), c->S, V(p, red[2]));
     lexpr *group = lx_mul(p, V(p, c->g_var), I(p, c->kg * c->cg * c->R * c->S));
-    return lx_add(p, group, lx_add(p, lx_mul(p, tap, I(p, c->kg)), lx_add(p, c->k0, m)));
+    lexpr *at = lx_add(p, group, lx_add(p, lx_mul(p, tap, I(p, c->kg)), lx_add(p, c->k0, m)));
+    return lx_add(p, I(p, c->w_base), at);
 }
 
 static lexpr *sconv_b(const void *vc, lprogram *p, int j, const int *red)
@@ -274,8 +281,10 @@ static lexpr *sconv_b(const void *vc, lprogram *p, int j, const int *red)
     const sconv_ctx *c = vc;
     const ir_attrs *a = &c->n->attr;
     lexpr *ch = lx_madd(p, V(p, c->g_var), c->cg, V(p, red[0]));
-    lexpr *row = lx_add(p, lx_add(p, c->oh0, I(p, j)), lx_mul(p, V(p, red[1]), I(p, a->dilation[0])));
-    lexpr *col = lx_add(p, c->ow0, lx_mul(p, V(p, red[2]), I(p, a->dilation[1])));
+    lexpr *row = lx_add(p, lx_add(p, c->oh0, I(p, j + c->in_h)),
+                        lx_mul(p, V(p, red[1]), I(p, a->dilation[0])));
+    lexpr *col = lx_add(p, lx_add(p, c->ow0, I(p, c->in_w)),
+                        lx_mul(p, V(p, red[2]), I(p, a->dilation[1])));
     dims d = {c->ct, c->hp, c->wp};
     return at4(p, d, V(p, c->n_var), ch, row, col);
 }
@@ -294,8 +303,10 @@ static void sconv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int 
 {
     const sconv_ctx *c = vc;
     lexpr *k = lx_add(p, lx_madd(p, V(p, c->g_var), c->kg, c->k0), m);
-    dims d = {c->kt, c->oh, c->ow};
-    lexpr *at = at4(p, d, V(p, c->n_var), k, lx_add(p, c->oh0, I(p, j)), lx_add(p, c->ow0, v));
+    dims d = {c->kt, c->yh, c->yw};
+    lexpr *row = lx_madd(p, lx_add(p, c->oh0, I(p, j)), c->sh, I(p, c->h0));
+    lexpr *col = lx_madd(p, lx_add(p, c->ow0, v), c->sw, I(p, c->w0));
+    lexpr *at = at4(p, d, V(p, c->n_var), k, row, col);
     ls_store(p, body, c->by, at, post_apply(p, c->n, acc, at), 0);
 }
 
@@ -367,6 +378,46 @@ static void sconv_channels(lprogram *p, lstmt *parent, sconv_ctx *c, lexpr *k0, 
     }
 }
 
+/* The spatial tiles of every output channel over c's outputs. */
+static void sconv_all(lprogram *p, lstmt *parent, sconv_ctx *c)
+{
+    int rows = sconv_rows(p, c->kg, c->oh);
+    int kb;
+    if (c->kg / rows > 0) {
+        lstmt *kl = loop(p, parent, "kb", c->kg / rows, &kb);
+        sconv_channels(p, kl, c, lx_mul(p, V(p, kb), I(p, rows)), rows);
+    }
+    if (c->kg % rows)
+        sconv_channels(p, parent, c, I(p, c->kg / rows * rows), (int)(c->kg % rows));
+}
+
+/* A phase no tap reaches (a 1x1 kernel with stride 2): zeros. */
+static void sconv_zero_phase(lprogram *p, lstmt *parent, const sconv_ctx *c)
+{
+    int lanes = p->target->lanes, kk, j, wt, v;
+    lstmt *b = loop(p, parent, "k", c->kg, &kk);
+    b = loop(p, b, "j", c->oh, &j);
+    lexpr *k = lx_madd(p, V(p, c->g_var), c->kg, V(p, kk));
+    for (int part = 0; part < 2; part++) {
+        int64_t width = part == 0 ? lanes : c->ow % lanes;
+        if ((part == 0 && c->ow / lanes == 0) || width == 0)
+            continue;
+        lstmt *wb = b;
+        lexpr *first = I(p, c->ow / lanes * lanes);
+        if (part == 0) {
+            wb = loop(p, b, "wt", c->ow / lanes, &wt);
+            first = lx_mul(p, V(p, wt), I(p, lanes));
+        }
+        lstmt *vl = ls_for(p, wb, "v", I(p, width), &v);
+        vl->flags |= LOOP_VECTOR;
+        dims d = {c->kt, c->yh, c->yw};
+        lexpr *row = lx_madd(p, V(p, j), c->sh, I(p, c->h0));
+        lexpr *col = lx_madd(p, lx_add(p, first, V(p, v)), c->sw, I(p, c->w0));
+        lexpr *at = at4(p, d, V(p, c->n_var), k, row, col);
+        ls_store(p, vl->body, c->by, at, post_apply(p, c->n, lx_float(p, 0), at), 0);
+    }
+}
+
 static void lower_tconv_spatial(lprogram *p, const ir_node *n)
 {
     const ir_attrs *a = &n->attr;
@@ -374,21 +425,40 @@ static void lower_tconv_spatial(lprogram *p, const ir_node *n)
     sconv_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]),
                    ir_nin_core(n) > 2 ? lp_buf(p, n->in[2]) : -1, lp_buf(p, n->out[0]),
                    x->shape.d[1], x->shape.d[2], x->shape.d[3], y->shape.d[1], y->shape.d[2],
-                   y->shape.d[3], 0, 0, a->kernel[0], a->kernel[1], 0, 0, NULL, NULL, NULL};
+                   y->shape.d[3], 0, 0, a->kernel[0], a->kernel[1], 0, 0, NULL, NULL, NULL,
+                   y->shape.d[2], y->shape.d[3], 0, 0, 0, 1, 1, 0, 0};
     c.cg = c.ct / a->groups;
     c.kg = c.kt / a->groups;
-    int rows = sconv_rows(p, c.kg, c.oh);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
     lstmt *b = loop_n_par(p, k->body, &c.n_var);
     b = loop(p, b, "g", a->groups, &c.g_var);
-    int kb;
-    if (c.kg / rows > 0) {
-        lstmt *kl = loop(p, b, "kb", c.kg / rows, &kb);
-        sconv_channels(p, kl, &c, lx_mul(p, V(p, kb), I(p, rows)), rows);
+    if (!a->phases) {
+        sconv_all(p, b, &c);
+        return;
     }
-    if (c.kg % rows)
-        sconv_channels(p, b, &c, I(p, c.kg / rows * rows), (int)(c.kg % rows));
+    c.sh = a->stride[0];
+    c.sw = a->stride[1];
+    for (int ph = 0; ph < a->stride[0]; ph++)
+        for (int pw = 0; pw < a->stride[1]; pw++) {
+            phase_axis ah = phase_axis_of(ph, a->stride[0], a->pad[0], a->kernel[0], c.yh,
+                                          a->phase_pad[0]);
+            phase_axis aw = phase_axis_of(pw, a->stride[1], a->pad[1], a->kernel[1], c.yw,
+                                          a->phase_pad[1]);
+            if (!ah.outs || !aw.outs)
+                continue;
+            c.h0 = ph, c.w0 = pw;
+            c.oh = ah.outs, c.ow = aw.outs;
+            if (!ah.taps || !aw.taps) {
+                sconv_zero_phase(p, b, &c);
+                continue;
+            }
+            c.R = ah.taps, c.S = aw.taps;
+            c.in_h = ah.shift, c.in_w = aw.shift;
+            c.w_base = phase_pack_base(ph, pw, a->stride, a->pad, a->kernel[0], a->kernel[1],
+                                       c.kt * c.cg);
+            sconv_all(p, b, &c);
+        }
 }
 
 /* ---- convolution backward-filter ---------------------------------------------------- */

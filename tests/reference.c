@@ -636,9 +636,38 @@ static void pad(ref *r, const ir_node *n)
                         V(r, n, 0)[AT(x, i, c, h, w)];
 }
 
+/* Where W[g*cg + c][kin][p][q] (c: dy channel in the group, kin: dx
+ * channel in the group) is in a PACK_PHASES buffer: the phase is the one
+ * whose taps include p (p = first + stride*t), reversed within it. */
+static int64_t phase_index(const ir_attrs *a, int64_t kg, int64_t cg, int64_t kt, int64_t k,
+                           int64_t c, int p, int q)
+{
+    int ph = ((p - a->pad[0]) % a->stride[0] + a->stride[0]) % a->stride[0];
+    int pw = ((q - a->pad[1]) % a->stride[1] + a->stride[1]) % a->stride[1];
+    phase_axis ah = phase_axis_of(ph, a->stride[0], a->pad[0], a->kernel[0], 1, 0);
+    phase_axis aw = phase_axis_of(pw, a->stride[1], a->pad[1], a->kernel[1], 1, 0);
+    int t = ah.taps - 1 - (p - ah.first) / a->stride[0];
+    int u = aw.taps - 1 - (q - aw.first) / a->stride[1];
+    int64_t g = k / kg, kin = k % kg;
+    return phase_pack_base(ph, pw, a->stride, a->pad, a->kernel[0], a->kernel[1], kt * cg) +
+           g * kg * cg * ah.taps * aw.taps + ((c * ah.taps + t) * aw.taps + u) * kg + kin;
+}
+
 static void pack_weights(ref *r, const ir_node *n)
 {
     const ir_attrs *a = &n->attr;
+    if (a->mode == PACK_PHASES) {
+        int64_t kt = a->filters, cg = a->units, kg = kt / a->groups;
+        for (int64_t k = 0; k < kt; k++)
+            for (int64_t c = 0; c < cg; c++)
+                for (int p = 0; p < a->kernel[0]; p++)
+                    for (int q = 0; q < a->kernel[1]; q++) {
+                        int64_t oc = k / kg * cg + c;
+                        int64_t src = ((oc * kg + k % kg) * a->kernel[0] + p) * a->kernel[1] + q;
+                        OUT(r, n)[phase_index(a, kg, cg, kt, k, c, p, q)] = V(r, n, 0)[src];
+                    }
+        return;
+    }
     int64_t kt = a->filters, cg = a->units, kg = kt / a->groups;
     int R = a->kernel[0], S = a->kernel[1];
     for (int64_t k = 0; k < kt; k++)
@@ -666,9 +695,43 @@ static void transpose_nhwc(ref *r, const ir_node *n)
 }
 
 /* conv2d of an already padded input with packed weights */
+/* The backward-data of a strided convolution from its definition: dx at
+ * (h, w) sums dy at (oh, ow) over the taps with oh*stride - pad + p = h
+ * (and the same for columns); dy is padded by phase_pad in front. */
+static void tconv_phases(ref *r, const ir_node *n)
+{
+    const ir_attrs *a = &n->attr;
+    d4 x = dims(r, n->in[0]), y = dims(r, n->out[0]);
+    int64_t cg = x.c / a->groups, kg = y.c / a->groups;
+    for (int i = 0; i < r->n; i++)
+        for (int64_t k = 0; k < y.c; k++)
+            for (int64_t h = 0; h < y.h; h++)
+                for (int64_t w = 0; w < y.w; w++) {
+                    double s = 0;
+                    for (int64_t c = 0; c < cg; c++)
+                        for (int p = 0; p < a->kernel[0]; p++)
+                            for (int q = 0; q < a->kernel[1]; q++) {
+                                int64_t th = h + a->pad[0] - p, tw = w + a->pad[1] - q;
+                                if (th < 0 || tw < 0 || th % a->stride[0] || tw % a->stride[1])
+                                    continue;
+                                int64_t oh = th / a->stride[0] + a->phase_pad[0];
+                                int64_t ow = tw / a->stride[1] + a->phase_pad[1];
+                                if (oh >= x.h || ow >= x.w)
+                                    continue;
+                                s += (double)V(r, n, 0)[AT(x, i, k / kg * cg + c, oh, ow)] *
+                                     V(r, n, 1)[phase_index(a, kg, cg, y.c, k, c, p, q)];
+                            }
+                    OUT(r, n)[AT(y, i, k, h, w)] = (float)s;
+                }
+}
+
 static void tconv(ref *r, const ir_node *n)
 {
     const ir_attrs *a = &n->attr;
+    if (a->phases) {
+        tconv_phases(r, n);
+        return;
+    }
     d4 x = dims(r, n->in[0]), y = dims(r, n->out[0]);
     int64_t cg = x.c / a->groups, kg = y.c / a->groups;
     const float *b = ir_nin_core(n) > 2 ? V(r, n, 2) : NULL;
