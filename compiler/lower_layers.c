@@ -577,8 +577,31 @@ void lower_pad(lprogram *p, const ir_node *n)
     const ir_attrs *a = &n->attr;
     int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
-    zero_fill(p, k, by, y.c * y.h * y.w);
     int i, c, h, w;
+    if (a->stride[0] == 1 && a->stride[1] == 1) {
+        /* each element written once: a row of the output is zeros, or
+         * zeros, a row of x, zeros */
+        lstmt *b = loop_n_par(p, k->body, &i);
+        b = loop(p, b, "c", y.c, &c);
+        b = loop(p, b, "h", y.h, &h);
+        lexpr *xh = lx_sub(p, V(p, h), I(p, a->pad[0]));
+        lstmt *inside = ls_if(p, b, lx_in_range(p, xh, x.h));
+        lstmt *row = inside->then_s;
+        lstmt *lw = loop(p, row, "w", a->pad[1], &w);
+        ls_store(p, lw, by, at4(p, y, V(p, i), V(p, c), V(p, h), V(p, w)), lx_float(p, 0), 0);
+        lw = loop(p, row, "w", x.w, &w);
+        ls_store(p, lw, by, at4(p, y, V(p, i), V(p, c), V(p, h), lx_add(p, V(p, w), I(p, a->pad[1]))),
+                 lx_load(p, bx, at4(p, x, V(p, i), V(p, c), xh, V(p, w))), 0);
+        lw = loop(p, row, "w", y.w - x.w - a->pad[1], &w);
+        ls_store(p, lw, by,
+                 at4(p, y, V(p, i), V(p, c), V(p, h), lx_add(p, V(p, w), I(p, a->pad[1] + x.w))),
+                 lx_float(p, 0), 0);
+        inside->else_s = ls_block(p);
+        lw = loop(p, inside->else_s, "w", y.w, &w);
+        ls_store(p, lw, by, at4(p, y, V(p, i), V(p, c), V(p, h), V(p, w)), lx_float(p, 0), 0);
+        return;
+    }
+    zero_fill(p, k, by, y.c * y.h * y.w);
     lstmt *b = loop_n_par(p, k->body, &i);
     b = loop(p, b, "c", x.c, &c);
     b = loop(p, b, "h", x.h, &h);
