@@ -41,8 +41,18 @@ extern const call_spec sema_initializers[];
 
 /* memplan.c: give every arena value of g a 64-byte aligned offset.  With
  * reuse, values whose lifetimes do not overlap share memory; without, every
- * value gets its own.  Returns the arena size in bytes. */
-int64_t memplan(ir_graph *g, int reuse);
+ * value gets its own.  Returns the arena size in bytes; with stats, also
+ * the sum of all buffers and the most bytes alive at once (no plan can use
+ * less). */
+typedef struct plan_stats {
+    int64_t arena, buffers, peak_live;
+    int values;
+} plan_stats;
+int64_t memplan(ir_graph *g, int reuse, plan_stats *stats);
+/* The layer table of cnnc --summary: the layers (the train graph before
+ * rewrites), then FLOPs, kernels and what memory planning achieved. */
+void graph_summary(FILE *out, const ir_graph *layers, const ir_graph *train,
+                   const plan_stats *train_plan, const plan_stats *infer_plan);
 
 typedef enum emit_kind {
     EMIT_SO,      /* shared library + header (default) */
@@ -84,6 +94,8 @@ typedef struct cnnc_unit {
     int64_t train_arena;     /* bytes the train step needs */
     int64_t infer_arena;     /* bytes the forward pass needs */
     int64_t arena_bytes;     /* max of the two: one arena serves both */
+    plan_stats train_plan, infer_plan;
+    ir_graph *layers;        /* --summary: the forward graph before the rewrites */
     target_desc target;
     char *network_json;      /* --emit json: the network before the tiling rewrite */
 } cnnc_unit;

@@ -54,6 +54,7 @@ int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE 
         fclose(f);
     }
     int fast = opt->opt_level >= 1;
+    u->layers = graph_copy(&u->a, u->train);
     if (fast) {
         graph_prepare_tiled(u->train, &u->target);
         graph_prepare_tiled(u->infer, &u->target);
@@ -62,8 +63,8 @@ int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE 
         graph_fuse(u->infer, report);
     }
     int reuse = opt->opt_level >= 1;
-    u->train_arena = memplan(u->train, reuse);
-    u->infer_arena = memplan(u->infer, reuse);
+    u->train_arena = memplan(u->train, reuse, &u->train_plan);
+    u->infer_arena = memplan(u->infer, reuse, &u->infer_plan);
     u->arena_bytes = u->train_arena > u->infer_arena ? u->train_arena : u->infer_arena;
     u->train_prog = lower_graph(&u->a, u->train, fast ? &u->target : NULL);
     u->infer_prog = lower_graph(&u->a, u->infer, fast ? &u->target : NULL);

@@ -180,9 +180,11 @@ static int build_loss(ir_graph *g, const network *net, const int *layer_val, dia
         s.ndim--;
         memmove(s.d, s.d + 1, sizeof(int64_t) * 3);
         src_error(d, l->input_locs[0],
-                  "softmax_cross_entropy needs one vector of logits per example, but '%s' "
-                  "produces %s; add a flatten and a dense layer",
-                  producer->name, ir_shape_str(g->a, s));
+                  "%s needs one vector %sper example, but '%s' produces %s; add a flatten "
+                  "and a dense layer",
+                  l->op == OP_MSE_LOSS ? "mse" : "softmax_cross_entropy",
+                  l->op == OP_MSE_LOSS ? "" : "of logits ", producer->name,
+                  ir_shape_str(g->a, s));
         src_note(d, producer->loc, "'%s' is defined here", producer->name);
         return -1;
     }
@@ -682,10 +684,33 @@ static void human_bytes(char *buf, size_t size, int64_t bytes)
         snprintf(buf, size, "%" PRId64 " B", bytes);
 }
 
-void graph_summary(FILE *out, const ir_graph *train, const ir_graph *infer, int64_t train_arena,
-                   int64_t infer_arena)
+ir_graph *graph_copy(arena *a, const ir_graph *g)
 {
-    const ir_graph *g = infer;
+    ir_graph *c = arena_alloc(a, sizeof *c);
+    *c = *g;
+    c->nodes = arena_alloc(a, sizeof(ir_node) * (size_t)(g->cap_nodes + 1));
+    memcpy(c->nodes, g->nodes, sizeof(ir_node) * (size_t)g->nnodes);
+    c->values = arena_alloc(a, sizeof(ir_value) * (size_t)(g->cap_values + 1));
+    memcpy(c->values, g->values, sizeof(ir_value) * (size_t)g->nvalues);
+    return c;
+}
+
+static void print_plan(FILE *out, const char *what, const plan_stats *s)
+{
+    char arena_s[32], buf_s[32], peak_s[32];
+    human_bytes(arena_s, sizeof arena_s, s->arena);
+    human_bytes(buf_s, sizeof buf_s, s->buffers);
+    human_bytes(peak_s, sizeof peak_s, s->peak_live);
+    fprintf(out, "%s arena %s for %d buffers of %s in all (%.1fx reuse); most alive at once %s "
+                 "(the plan is %.0f%% of optimal)\n",
+            what, arena_s, s->values, buf_s, s->arena ? (double)s->buffers / (double)s->arena : 0,
+            peak_s, s->arena ? 100.0 * (double)s->peak_live / (double)s->arena : 100.0);
+}
+
+void graph_summary(FILE *out, const ir_graph *layers, const ir_graph *train,
+                   const plan_stats *train_plan, const plan_stats *infer_plan)
+{
+    const ir_graph *g = layers;
     fprintf(out, "network %s: batch %d\n\n", g->net->name, g->batch);
     fprintf(out, "%-16s %-22s %-18s %10s %14s %12s\n", "layer", "type", "output", "params",
             "FLOPs/example", "act/example");
@@ -729,14 +754,20 @@ void graph_summary(FILE *out, const ir_graph *train, const ir_graph *infer, int6
     fprintf(out, "%-16s %-22s %-18s %10" PRId64 " %14" PRId64 " %12s\n", "total", "", "",
             total_params, total_flops, act);
     int64_t train_flops = 0;
+    for (int i = 0; i < layers->nnodes; i++)
+        if (op_table[layers->nodes[i].op].flops)
+            train_flops += op_table[layers->nodes[i].op].flops(layers, &layers->nodes[i]);
+    int fused = 0;
     for (int i = 0; i < train->nnodes; i++)
-        if (op_table[train->nodes[i].op].flops)
-            train_flops += op_table[train->nodes[i].op].flops(train, &train->nodes[i]);
-    human_bytes(ta, sizeof ta, train_arena);
-    human_bytes(ia, sizeof ia, infer_arena);
+        fused += train->nodes[i].fused != NULL;
+    human_bytes(ta, sizeof ta, train_plan->arena);
+    human_bytes(ia, sizeof ia, infer_plan->arena);
     fprintf(out, "\nparameters: %" PRId64 " (%" PRId64 " bytes)\n", total_params,
             total_params * 4);
-    fprintf(out, "train step: %" PRId64 " FLOPs per example (forward + backward), arena %s\n",
-            train_flops, ta);
-    fprintf(out, "forward:    %" PRId64 " FLOPs per example, arena %s\n", total_flops, ia);
+    fprintf(out, "train step: %" PRId64 " FLOPs per example (forward + backward), %d kernels "
+                 "(%d with fused epilogues)\n",
+            train_flops, train->nnodes, fused);
+    fprintf(out, "forward:    %" PRId64 " FLOPs per example\n", total_flops);
+    print_plan(out, "train step:", train_plan);
+    print_plan(out, "forward:   ", infer_plan);
 }

@@ -258,8 +258,8 @@ void graph_print_dot(FILE *out, const ir_graph *g);
  * parameters, input shape, classes and the train block (--emit json). */
 void graph_print_json(FILE *out, const ir_graph *g);
 /* The layer table of cnnc --summary. */
-void graph_summary(FILE *out, const ir_graph *train, const ir_graph *infer,
-                   int64_t train_arena, int64_t infer_arena);
+/* A copy of g's node and value arrays (the graph before a rewrite). */
+ir_graph *graph_copy(arena *a, const ir_graph *g);
 /* Hash of the architecture: layer ops, attributes and parameter shapes. */
 uint64_t graph_arch_hash(const ir_graph *g);
 

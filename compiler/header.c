@@ -36,9 +36,19 @@ void header_write(FILE *out, const cnnc_unit *u)
             g->param_floats);
     fprintf(out, "#define %s_ARENA_BYTES %" PRId64 " /* scratch memory, 64-byte aligned */\n\n",
             up, u->arena_bytes);
+    int mse = 0, bn = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        mse |= g->nodes[i].op == OP_MSE_LOSS;
+        bn |= g->nodes[i].op == OP_BATCHNORM;
+    }
     fprintf(out,
             "/* Training mode: forward pass with the training behaviour of every layer,\n"
-            " * mean softmax cross-entropy over the first n examples, backward pass.\n"
+            " * mean %s over the first n examples, backward pass.\n%s",
+            mse ? "squared error against the one-hot labels" : "softmax cross-entropy",
+            bn ? " * Batch norm uses the batch's statistics and updates its running mean\n"
+                 " * and variance in ctx->params.\n"
+               : "");
+    fprintf(out,
             " * Overwrites ctx->grads with d(loss)/d(params) and returns the loss; the\n"
             " * logits ([n, %s_CLASSES]) are left at (char *)ctx->arena +\n"
             " * %s_model.logits_offset.  x: n*%s_IN_C*%s_IN_H*%s_IN_W floats (NCHW),\n"

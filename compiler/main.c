@@ -82,7 +82,7 @@ static int emit_text(cnnc_unit *u, emit_kind emit, const char *path, int summary
         return 1;
     }
     if (summary)
-        graph_summary(out, u->train, u->infer, u->train_arena, u->infer_arena);
+        graph_summary(out, u->layers, u->train, &u->train_plan, &u->infer_plan);
     else if (emit == EMIT_IR) {
         graph_print(out, u->train);
         fputc('\n', out);

@@ -47,7 +47,7 @@ static int by_size_desc(const void *a, const void *b)
     return x->start - y->start;
 }
 
-int64_t memplan(ir_graph *g, int reuse)
+int64_t memplan(ir_graph *g, int reuse, plan_stats *stats)
 {
     int nv = g->nvalues;
     interval *iv = calloc((size_t)nv, sizeof *iv);
@@ -106,6 +106,19 @@ int64_t memplan(ir_graph *g, int reuse)
     for (int v = 0; v < nv; v++)
         if (g->values[v].kind == VAL_ACT && g->values[v].alias >= 0)
             g->values[v].offset = g->values[base_of(g, v)].offset;
+    if (stats) {
+        *stats = (plan_stats){align64(total), 0, 0, count};
+        for (int i = 0; i < count; i++)
+            stats->buffers += iv[i].size;
+        for (int t = 0; t <= g->nnodes; t++) {
+            int64_t live = 0;
+            for (int i = 0; i < count; i++)
+                if (iv[i].start <= t && t <= iv[i].end)
+                    live += iv[i].size;
+            if (live > stats->peak_live)
+                stats->peak_live = live;
+        }
+    }
     free(iv);
     free(index);
     return align64(total);

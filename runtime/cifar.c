@@ -40,9 +40,10 @@ static int64_t cifar_records(const char *path, cnn_error *err)
     if (st.st_size % CIFAR_RECORD != 0)
         return cnn_fail(err,
                         "%s: truncated or not CIFAR-10: %lld bytes is not a whole number of "
-                        "%d-byte records (%lld records and %lld bytes over)",
+                        "%d-byte records (%lld record%s and %lld bytes over)",
                         path, (long long)st.st_size, CIFAR_RECORD,
                         (long long)(st.st_size / CIFAR_RECORD),
+                        st.st_size / CIFAR_RECORD == 1 ? "" : "s",
                         (long long)(st.st_size % CIFAR_RECORD));
     return st.st_size / CIFAR_RECORD;
 }

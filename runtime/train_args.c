@@ -60,7 +60,7 @@ static const struct option_def {
     {"predict", ARG_PATH, offsetof(train_opts, predict), 0, "FILE",
      "write the logits of the test split to this .npy file at the end"},
     {"threads", ARG_COUNT, offsetof(train_opts, threads), MAX_THREADS, "N",
-     "worker threads, 0 = all cores (this version runs serially)"},
+     "worker threads, 0 = all cores (default: $CNNC_THREADS, else all cores)"},
     {"quiet", ARG_FLAG, offsetof(train_opts, quiet), 0, NULL, "print only errors and warnings"},
     {"help", ARG_FLAG, offsetof(train_opts, help), 0, NULL, "show this help"},
 };

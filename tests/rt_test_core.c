@@ -418,7 +418,7 @@ END_TEST
 START_TEST(test_ctx_create)
 {
     cnn_error err;
-    cnn_ctx *ctx = cnn_ctx_create(&cnn_model, 0, &err);
+    cnn_ctx *ctx = cnn_ctx_create(&cnn_model, 1, &err);
     ck_assert_ptr_nonnull(ctx);
     ck_assert_uint_eq(ctx->abi_version, CNN_ABI_VERSION);
     ck_assert_ptr_eq(ctx->model, &cnn_model);
@@ -431,9 +431,14 @@ START_TEST(test_ctx_create)
         ck_assert_int_eq(((unsigned char *)ctx->arena)[i], 0);
     ck_assert_uint_eq(ctx->seed, 0);
     ck_assert_uint_eq(ctx->step, 0);
-    ck_assert_ptr_null(ctx->parallel_for);
+    ck_assert_ptr_null(ctx->parallel_for); /* one thread: no pool */
     cnn_ctx_free(ctx);
     cnn_ctx_free(NULL);
+    ctx = cnn_ctx_create(&cnn_model, 3, &err); /* more: a pool the kernels use */
+    ck_assert_ptr_nonnull(ctx);
+    ck_assert_ptr_nonnull(ctx->pool);
+    ck_assert_ptr_nonnull(ctx->parallel_for);
+    cnn_ctx_free(ctx);
 
     cnn_model_desc m = cnn_model;
     m.abi_version = 2;
