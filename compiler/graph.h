@@ -63,6 +63,7 @@ typedef struct ir_attrs {
     int phases;      /* TCONV: a strided convolution's backward-data, phase by
                       * phase (pack.c); stride and pad are the forward's */
     int phase_pad[2];/* TCONV phases: top and left padding of dy */
+    int split;       /* TCONV_BWD_FILTER: batch parts summed in order (pack.c) */
     int mode;        /* PACK_WEIGHTS: PACK_FORWARD or PACK_FLIPPED */
     int post;        /* epilogue fused into the node (fuse.c): POST_* flags */
 } ir_attrs;
@@ -78,6 +79,9 @@ enum {
 
 /* How PACK_WEIGHTS reorders a weight tensor (see pack.c). */
 enum pack_mode { PACK_FORWARD, PACK_FLIPPED, PACK_PHASES };
+
+/* Parts of the batch a tiled weight gradient sums separately (pack.c). */
+#define FILTER_SPLIT 4
 
 /* Activations of the ACT op (relu has an op of its own). */
 enum act_kind { ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH, ACT_GELU };

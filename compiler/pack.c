@@ -309,6 +309,16 @@ static void rewrite_conv_bwd_filter(rewriter *w, int i, char *dead)
             dead[j] = 1;
         }
     }
+    /* The batch in FILTER_SPLIT parts, each part's sums in a scratch buffer
+     * (its last output), added in order at the end: parallel even for a
+     * layer with one tile, and the same result for any thread count. */
+    n = &g->nodes[i];
+    int64_t per = ir_shape_size(g->values[n->out[0]].shape) +
+                  (n->nout > 1 ? ir_shape_size(g->values[n->out[1]].shape) : 0);
+    ir_shape ss = {1, {FILTER_SPLIT * per, 1, 1, 1}};
+    int scratch = ir_add_value(g, arena_printf(g->a, "%s.parts", n->name), VAL_ACT, DT_F32, ss);
+    ir_node_output(g, i, scratch);
+    g->nodes[i].attr.split = FILTER_SPLIT;
 }
 
 static void rewrite_dense(rewriter *w, int i)

@@ -474,13 +474,18 @@ typedef struct filter_ctx {
     int64_t t0;       /* first tap r*S + s of each channel in the tile */
     int64_t ntaps;    /* taps per channel in the tile */
     int lanes;
-    int bdb;          /* the bias gradient, or -1 */
+    int bdb;          /* where the bias gradient goes, or -1 */
+    int bout;         /* where the weight gradient goes */
+    lexpr *out_off;   /* first element of this part's weight gradient in bout */
+    lexpr *bias_off;  /* and of its bias gradient in bdb */
+    lexpr *first;     /* first example of the part */
+    lexpr *red_n;     /* examples in the part */
 } filter_ctx;
 
 static lexpr *filter_bias_at(const void *vc, lprogram *p, int j, lexpr *v)
 {
     const filter_ctx *c = vc;
-    return lx_add(p, lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)), v);
+    return lx_add(p, c->bias_off, lx_add(p, lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)), v));
 }
 
 /* Row m of a tile is tap t0 + m % ntaps of channel c0 + m / ntaps: with m
@@ -507,14 +512,16 @@ static lexpr *filter_a(const void *vc, lprogram *p, lexpr *m, const int *red)
     lexpr *col = lx_add(p, lx_mul(p, V(p, red[2]), I(p, a->stride[1])),
                         lx_mul(p, s, I(p, a->dilation[1])));
     dims d = {c->ct, c->hp, c->wp};
-    return at4(p, d, V(p, red[0]), lx_madd(p, V(p, c->g_var), c->cg, ch), row, col);
+    return at4(p, d, lx_add(p, c->first, V(p, red[0])), lx_madd(p, V(p, c->g_var), c->cg, ch), row,
+               col);
 }
 
 /* dy in NHWC: the vector of `lanes` channels of block j at a pixel. */
 static lexpr *filter_b(const void *vc, lprogram *p, int j, const int *red)
 {
     const filter_ctx *c = vc;
-    lexpr *pixel = lx_madd(p, lx_madd(p, V(p, red[0]), c->oh, V(p, red[1])), c->ow, V(p, red[2]));
+    lexpr *pixel = lx_madd(p, lx_madd(p, lx_add(p, c->first, V(p, red[0])), c->oh, V(p, red[1])),
+                           c->ow, V(p, red[2]));
     return lx_add(p, lx_mul(p, pixel, I(p, c->kt)), lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)));
 }
 
@@ -526,7 +533,8 @@ static void filter_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int
     lexpr *ch, *r, *s;
     filter_tap(c, p, m, &ch, &r, &s);
     lexpr *tap = lx_madd(p, lx_madd(p, ch, c->R, r), c->S, s);
-    ls_store(p, body, c->bdw, lx_add(p, lx_mul(p, k, I(p, c->taps)), tap), acc, 0);
+    ls_store(p, body, c->bout, lx_add(p, c->out_off, lx_add(p, lx_mul(p, k, I(p, c->taps)), tap)),
+             acc, 0);
 }
 
 /* The weight gradients of output channels [k0, k0 + cols*lanes): tiles of
@@ -541,7 +549,7 @@ static void filter_tiles(lprogram *p, lstmt *parent, filter_ctx *c, lexpr *k0, i
     c->k0 = k0;
     c->lanes = lanes;
     tile_spec t = {c, c->bx, c->bdy, lanes, 0, cols, 3,
-                   {lx_n(p), I(p, c->oh), I(p, c->ow)}, {"i", "oh", "ow"},
+                   {c->red_n, I(p, c->oh), I(p, c->ow)}, {"i", "oh", "ow"},
                    filter_a, filter_b, NULL, filter_store, -1, filter_bias_at};
     tile_spec first = t;
     first.sum_buf = c->bdb;
@@ -551,12 +559,18 @@ static void filter_tiles(lprogram *p, lstmt *parent, filter_ctx *c, lexpr *k0, i
         c->t0 = 0;
         c->ntaps = T;
         t.rows = first.rows = (int)(cb * T);
-        c->c0 = I(p, 0);
-        register_tile(p, parent, &first);
-        if (c->cg / cb > 1) {
-            lstmt *b = loop_par(p, parent, "ct", c->cg / cb - 1, &cv);
-            c->c0 = lx_mul(p, lx_add(p, V(p, cv), I(p, 1)), I(p, cb));
+        if (c->bdb < 0) { /* no bias: every tile alike */
+            lstmt *b = loop_par(p, parent, "ct", c->cg / cb, &cv);
+            c->c0 = lx_mul(p, V(p, cv), I(p, cb));
             register_tile(p, b, &t);
+        } else {
+            c->c0 = I(p, 0);
+            register_tile(p, parent, &first);
+            if (c->cg / cb > 1) {
+                lstmt *b = loop_par(p, parent, "ct", c->cg / cb - 1, &cv);
+                c->c0 = lx_mul(p, lx_add(p, V(p, cv), I(p, 1)), I(p, cb));
+                register_tile(p, b, &t);
+            }
         }
         if (c->cg % cb) {
             c->c0 = I(p, c->cg / cb * cb);
@@ -591,7 +605,8 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
     const ir_value *x = &p->g->values[n->in[1]], *dw = &p->g->values[n->out[0]];
     filter_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]),
                     x->shape.d[1], x->shape.d[2], x->shape.d[3], dw->shape.d[0],
-                    0, 0, 0, 0, 0, a->kernel[0], a->kernel[1], 0, NULL, NULL, 0, 0, 0, -1};
+                    0, 0, 0, 0, 0, a->kernel[0], a->kernel[1], 0, NULL, NULL, 0, 0, 0, -1,
+                    -1, NULL, NULL, NULL, NULL};
     const ir_value *dyv = &p->g->values[p->g->nodes[p->g->values[n->in[0]].producer].in[0]];
     c.oh = dyv->shape.d[2];
     c.ow = dyv->shape.d[3];
@@ -601,11 +616,33 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
     int lanes = a->lanes;
     int64_t full = c.kg / lanes, tail = c.kg % lanes;
     int cols = full >= 2 ? 2 : 1;
+    int split = a->split > 0 ? a->split : 1;
+    int has_bias = n->nout > (a->split > 0 ? 2 : 1);
+    int64_t wsize = c.kt * c.taps, per = wsize + (has_bias ? c.kt : 0);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
-    lstmt *b = loop(p, k->body, "g", a->groups, &c.g_var);
+    /* part q sums examples [q*n/split, (q+1)*n/split) */
+    int q;
+    lstmt *body = k->body;
+    c.bdb = has_bias ? lp_buf(p, n->out[1]) : -1;
+    c.out_off = c.bias_off = I(p, 0);
+    c.first = I(p, 0);
+    c.red_n = lx_n(p);
+    if (a->split > 0) {
+        int parts = lp_buf(p, n->out[n->nout - 1]);
+        body = loop_par(p, body, "part", split, &q);
+        c.first = lx_div(p, lx_mul(p, V(p, q), lx_n(p)), I(p, split));
+        c.red_n = lx_sub(p, lx_div(p, lx_mul(p, lx_add(p, V(p, q), I(p, 1)), lx_n(p)), I(p, split)),
+                         c.first);
+        c.bout = parts;
+        c.out_off = lx_mul(p, V(p, q), I(p, per));
+        if (has_bias) {
+            c.bdb = parts;
+            c.bias_off = lx_add(p, c.out_off, I(p, wsize));
+        }
+    }
+    lstmt *b = loop(p, body, "g", a->groups, &c.g_var);
     lexpr *gbase = lx_mul(p, V(p, c.g_var), I(p, c.kg));
-    c.bdb = n->nout > 1 ? lp_buf(p, n->out[1]) : -1;
     int kb;
     if (full / cols > 0) {
         lstmt *kl = loop(p, b, "kb", full / cols, &kb);
@@ -619,6 +656,18 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
     if (tail) {
         lexpr *k0 = lx_add(p, gbase, I(p, full * lanes));
         filter_tiles(p, b, &c, k0, 1, (int)tail);
+    }
+    if (a->split <= 0)
+        return;
+    /* the parts' sums, added in part order */
+    int parts = lp_buf(p, n->out[n->nout - 1]), e;
+    for (int which = 0; which < (has_bias ? 2 : 1); which++) {
+        int64_t count = which ? c.kt : wsize, at = which ? wsize : 0;
+        lstmt *l = loop_par(p, k->body, "e", count, &e);
+        lexpr *sum = lx_load(p, parts, lx_add(p, V(p, e), I(p, at)));
+        for (int part = 1; part < split; part++)
+            sum = lx_add(p, sum, lx_load(p, parts, lx_add(p, V(p, e), I(p, part * per + at))));
+        ls_store(p, l, which ? lp_buf(p, n->out[1]) : lp_buf(p, n->out[0]), V(p, e), sum, 0);
     }
 }
 
