@@ -129,8 +129,8 @@ static void setup(void)
                 arm_missing);
         return;
     }
-    /* Static jansson and zlib, as cnnc links training programs for another
-     * machine: qemu then needs only the cross C library. */
+    /* Dynamic, to dlopen the model, but with jansson and zlib static: qemu
+     * then needs only the cross C library. */
     arm_driver = tu_path("driver-aarch64");
     rc = sh(&log,
             CROSS "-gcc -std=c11 -O2 -Iruntime tests/cross/driver.c %s -o %s "
