@@ -9,6 +9,11 @@
 #   make bench      measure speed beside PyTorch and write BENCHMARKS.md
 #   make fuzz       fuzz the front end with libFuzzer for FUZZ_SECONDS
 #   make install    PREFIX=/usr/local
+#   make TARGET=aarch64-linux-gnu
+#                   the runtime for another machine, cross-compiled into
+#                   build/aarch64-linux-gnu/, where `cnnc --target` finds it
+#   make deps-cross install the AArch64 cross toolchain, arm64 jansson and
+#                   zlib, and qemu-user (part of deps-check)
 #
 # `check`, `demo`, `examples` and `bench` first run `make deps`, then call
 # make again, so that flags computed from llvm-config and pkg-config are
@@ -17,6 +22,15 @@
 
 CC          ?= cc
 LLVM_CONFIG ?= llvm-config-19
+# TARGET: a GNU triple to cross-compile the runtime for, with $(TARGET)-gcc,
+# into build/$(TARGET)/ (the compiler itself is a host program).
+TARGET      ?=
+ifneq ($(TARGET),)
+ifeq ($(origin CC),default)
+CC          = $(TARGET)-gcc
+endif
+BUILD       ?= build/$(TARGET)
+endif
 BUILD       ?= build
 PREFIX      ?= /usr/local
 OPT         ?= -O2 -g
@@ -25,6 +39,11 @@ TEST_ENV    ?=
 
 # Packages: the build, the tests, the demo, the benchmark.
 DEPS_BUILD = gcc make flex bison llvm-19-dev check pkg-config zlib1g-dev libjansson-dev
+# Cross-compiling for AArch64 and running the result under qemu (tests/test_cross.c);
+# the :arm64 libraries need the arm64 architecture in dpkg (deps-cross adds it).
+CROSS      = aarch64-linux-gnu
+DEPS_CROSS = gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user \
+             zlib1g-dev:arm64 libjansson-dev:arm64
 DEPS_CHECK = $(DEPS_BUILD) python3-torch python3-numpy
 DEPS_DEMO  = $(DEPS_BUILD) dataset-fashion-mnist
 DEPS_BENCH = $(DEPS_DEMO) python3-torch python3-numpy
@@ -54,11 +73,17 @@ RT_OBJS   = $(RT_SRCS:%.c=$(BUILD)/%.o)
 
 INCLUDES  = -Idsl -I$(BUILD)/dsl -Icompiler -Iruntime
 
-.PHONY: all deps deps-check deps-demo deps-bench check check-run asan demo demo-run examples \
-        examples-run bench bench-run fuzz fuzz-run install clean
+.PHONY: all runtime deps deps-check deps-cross deps-demo deps-bench check check-run cross-runtime \
+        asan demo demo-run examples examples-run bench bench-run fuzz fuzz-run install clean
 .DELETE_ON_ERROR:
 
-all: $(BUILD)/cnnc $(BUILD)/libcnnrt.a $(BUILD)/libcnnrt.so
+ifeq ($(TARGET),)
+all: $(BUILD)/cnnc runtime
+else
+all: runtime
+endif
+
+runtime: $(BUILD)/libcnnrt.a $(BUILD)/libcnnrt.so
 
 # ---- dependencies ------------------------------------------------------------
 
@@ -76,11 +101,20 @@ define install_deps
 	fi
 endef
 
-deps:
+deps: deps-cross
 	$(call install_deps,$(sort $(DEPS_CHECK) $(DEPS_DEMO) $(DEPS_BENCH)))
 
-deps-check:
+deps-check: deps-cross
 	$(call install_deps,$(DEPS_CHECK))
+
+# Debian multiarch: the arm64 jansson and zlib come from the same mirror
+# once dpkg knows the architecture (install_deps runs apt-get update when
+# an install fails, which it does right after the architecture is added).
+deps-cross:
+	@dpkg --print-foreign-architectures | grep -qx arm64 || { \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "dpkg --add-architecture arm64"; $$SUDO dpkg --add-architecture arm64; }
+	$(call install_deps,$(DEPS_CROSS))
 deps-demo:
 	$(call install_deps,$(DEPS_DEMO))
 deps-bench:
@@ -156,10 +190,24 @@ $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) tests/*.h $(BUILD)/libcnnc.a $(BUILD
 check: deps-check
 	@$(MAKE) --no-print-directory check-run
 
-check-run: all $(TEST_BINS)
+check-run: all cross-runtime $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do \
 	  echo "== $$t"; $(TEST_ENV) CNNC=$(BUILD)/cnnc $$t; done
 	@echo "make check: all tests passed"
+
+# The runtime for $(CROSS) that tests/test_cross.c links, in $(BUILD)/$(CROSS)
+# beside the cnnc it tests; never sanitized (it runs under qemu).  Without
+# the cross toolchain the test says SKIP.
+cross-runtime:
+	@if command -v $(CROSS)-gcc >/dev/null && \
+	    [ -f "$$($(CROSS)-gcc -print-file-name=libjansson.a)" ] && \
+	    [ -f "$$($(CROSS)-gcc -print-file-name=libz.a)" ]; then \
+	  $(MAKE) --no-print-directory TARGET=$(CROSS) CC=$(CROSS)-gcc BUILD=$(BUILD)/$(CROSS) \
+	    SANITIZE= OPT="-O2 -g" runtime; \
+	else \
+	  echo "SKIP: no $(CROSS)-gcc with arm64 jansson and zlib: the $(CROSS) runtime is not" \
+	       "built and test_cross skips its AArch64 tests (make deps-cross installs them)"; \
+	fi
 
 # The training executables that tests build with cnnc link the sanitized
 # runtime, so they need the sanitizer runtimes too (CNNC_LDFLAGS).  Tests
@@ -239,6 +287,10 @@ install: all
 	install -m 755 $(BUILD)/cnnc $(DESTDIR)$(PREFIX)/bin/cnnc
 	install -m 644 $(BUILD)/libcnnrt.a $(BUILD)/libcnnrt.so $(DESTDIR)$(PREFIX)/lib/cnnc/
 	install -m 644 runtime/cnn_model.h runtime/cnnrt.h $(DESTDIR)$(PREFIX)/include/
+	@if [ -f $(BUILD)/$(CROSS)/libcnnrt.a ]; then \
+	  echo "install the $(CROSS) runtime"; \
+	  install -d $(DESTDIR)$(PREFIX)/lib/cnnc/$(CROSS) && \
+	  install -m 644 $(BUILD)/$(CROSS)/libcnnrt.a $(DESTDIR)$(PREFIX)/lib/cnnc/$(CROSS)/; fi
 
 clean:
 	rm -rf build build-asan

@@ -34,6 +34,16 @@ typedef struct target_desc {
  * stderr for a target or CPU cnnc does not know. */
 int target_describe(const char *triple, const char *cpu, target_desc *t);
 
+/* 0 if cnnc knows triple (NULL: the host) and cpu (NULL: the default; on
+ * the host also "native"); else -1, after printing to err an error that
+ * lists the supported triples or CPUs. */
+int target_check(const char *triple, const char *cpu, FILE *err);
+
+/* The canonical spelling of a known triple ("aarch64-unknown-linux-gnu" ->
+ * "aarch64-linux-gnu"; NULL -> the host's): the name of the target's
+ * runtime directory.  Unknown triples are returned as given. */
+const char *target_name(const char *triple);
+
 /* sema.c */
 network *sema_network(const ast_file *f, arena *a, diag *d);
 void network_free(network *net);

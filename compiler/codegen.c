@@ -463,10 +463,47 @@ static int run(char *const base[], int verbose)
     return rc;
 }
 
+/* The e_machine of the first ELF object in the ar archive at path: 0 if
+ * it has none, -1 if it cannot be read. */
+static int archive_machine(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    char magic[8], hdr[60], size_field[11] = {0};
+    unsigned char elf[20];
+    int machine = 0;
+    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "!<arch>\n", 8) != 0) {
+        fclose(f);
+        return 0;
+    }
+    while (fread(hdr, 1, 60, f) == 60) {
+        memcpy(size_field, hdr + 48, 10);
+        long size = strtol(size_field, NULL, 10), start = ftell(f);
+        if (size >= 20 && fread(elf, 1, 20, f) == 20 && memcmp(elf, "\177ELF", 4) == 0) {
+            machine = elf[5] == 1 ? elf[18] | elf[19] << 8 : elf[18] << 8 | elf[19];
+            break;
+        }
+        if (size < 0 || fseek(f, start + size + (size & 1), SEEK_SET) != 0)
+            break;
+    }
+    fclose(f);
+    return machine;
+}
+
+static const char *machine_name(int machine)
+{
+    return machine == 62 ? "x86-64" : machine == 183 ? "AArch64" : "another machine";
+}
+
 /* Where libcnnrt.a for this target is: --runtime-dir, $CNNC_RUNTIME_DIR,
  * the directory of the cnnc binary (a build tree), or ../lib/cnnc beside
  * it (an installation).  Builds for another target live in a subdirectory
- * named by its triple. */
+ * named by its canonical triple (build/aarch64-linux-gnu/libcnnrt.a, what
+ * `make TARGET=aarch64-linux-gnu` writes); a directory given by the user
+ * may also hold the library itself.  A library built for another machine
+ * is never taken: it would fail to link with a confusing message, or link
+ * the host's runtime into a cross build. */
 static int find_runtime(const cnnc_unit *u, char *out, size_t size)
 {
     char exe[PATH_MAX];
@@ -488,21 +525,59 @@ static int find_runtime(const cnnc_unit *u, char *out, size_t size)
         dirs[n++] = self;
         dirs[n++] = installed;
     }
-    const char *sub = target_is_host(u->opt->target) ? "" : u->opt->target;
-    for (int i = 0; i < n; i++) {
-        int w = snprintf(out, size, "%s%s%s/libcnnrt.a", dirs[i], *sub ? "/" : "", sub);
-        if (w > 0 && (size_t)w < size && access(out, R_OK) == 0)
-            return 0;
-    }
-    fprintf(stderr, "cnnc: error: cannot find the runtime library libcnnrt.a%s%s; build it "
-                    "(make%s) or name its directory with --runtime-dir\n",
-            *sub ? " for " : "", sub, *sub ? " TARGET=..." : "");
+    const char *name = target_name(u->opt->target);
+    int host = target_is_host(u->opt->target), want = target_elf_machine(u->opt->target);
+    char wrong[2 * PATH_MAX + 64] = "";
+    for (int i = 0; i < n; i++)
+        for (int sub = 0; sub < 2; sub++) { /* host: DIR first; cross: DIR/TRIPLE first */
+            int w = sub == host ? snprintf(out, size, "%s/%s/libcnnrt.a", dirs[i], name)
+                                : snprintf(out, size, "%s/libcnnrt.a", dirs[i]);
+            if (w <= 0 || (size_t)w >= size || access(out, R_OK) != 0)
+                continue;
+            int machine = archive_machine(out);
+            if (machine == want || machine <= 0)
+                return 0;
+            if (!wrong[0])
+                snprintf(wrong, sizeof wrong, " (%s is built for %s)", out, machine_name(machine));
+        }
+    fprintf(stderr, "cnnc: error: no runtime library libcnnrt.a for %s%s; build it with `make%s%s` "
+                    "or name its directory with --runtime-dir\n",
+            name, wrong, host ? "" : " TARGET=", host ? "" : name);
     return -1;
 }
 
+/* Whether the program cc can be found on $PATH (or is a path that exists). */
+static int on_path(const char *cc)
+{
+    if (strchr(cc, '/'))
+        return access(cc, X_OK) == 0;
+    const char *path = getenv("PATH");
+    char buf[PATH_MAX];
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+        size_t n = strcspn(p, ":");
+        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, p, cc);
+        if (n && access(buf, X_OK) == 0)
+            return 1;
+        p += n + (p[n] == ':');
+    }
+    return 0;
+}
+
+/* Link the objects into a shared library or, with exe, a training program.
+ * A training program for another machine is linked statically: one file
+ * that runs on any Linux of that architecture, whatever C library the
+ * board has (or none of jansson and zlib), and under qemu without a
+ * sysroot. */
 static int link_output(cnnc_unit *u, char **objs, int nobj, const char *path, int exe)
 {
     const char *cc = target_linker(u->opt->target);
+    int host = target_is_host(u->opt->target);
+    if (!host && !on_path(cc)) {
+        fprintf(stderr, "cnnc: error: cannot link for %s: %s is not installed (`make "
+                        "deps-cross` installs it); --emit obj needs no linker\n",
+                target_name(u->opt->target), cc);
+        return -1;
+    }
     char *argv[MAX_PARTS + 16];
     int argc = 0;
     char soname[PATH_MAX + 16], rt[2 * PATH_MAX];
@@ -516,6 +591,8 @@ static int link_output(cnnc_unit *u, char **objs, int nobj, const char *path, in
         argv[argc++] = soname;
     } else if (find_runtime(u, rt, sizeof rt) != 0) {
         return -1;
+    } else if (!host) {
+        argv[argc++] = "-static";
     }
     argv[argc++] = "-o";
     argv[argc++] = (char *)path;

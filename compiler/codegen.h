@@ -49,6 +49,9 @@ int target_setup(cg *c, const char *triple, const char *cpu, int opt_level);
 void target_init(void);
 /* The C compiler driver that links for the target ("cc", "aarch64-linux-gnu-gcc"). */
 const char *target_linker(const char *triple);
+/* Whether triple (NULL: yes) is the architecture cnnc runs on. */
 int target_is_host(const char *triple);
+/* The ELF e_machine of the target's objects (62 x86-64, 183 AArch64), 0 if unknown. */
+int target_elf_machine(const char *triple);
 
 #endif

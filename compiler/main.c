@@ -21,8 +21,10 @@ static const char usage[] =
     "  --summary           print the layer table (shapes, parameters, FLOPs, memory)\n"
     "  -O0 -O1 -O2 -O3     optimization level (default -O2); -O0 keeps every\n"
     "                      tensor in its own buffer and does no LLVM optimization\n"
-    "  --target TRIPLE     cross-compile (default: this machine)\n"
-    "  --cpu CPU           CPU to tune for (default: this machine's, or generic)\n"
+    "  --target TRIPLE     cross-compile: aarch64-linux-gnu (default: this machine)\n"
+    "  --cpu CPU           CPU to compile for (default: this machine's; generic\n"
+    "                      for another target); x86-64, x86-64-v2..v4 for\n"
+    "                      portable x86 code; cortex-a72, neoverse-n1, ...\n"
     "  --batch N           compiled batch size (default: the train block's)\n"
     "  --runtime-dir DIR   where libcnnrt.a is, for --emit exe\n"
     "  -v                  print the commands run\n"
@@ -155,6 +157,8 @@ int main(int argc, char **argv)
     }
     if (!opt.input)
         return usage_error("%s", "no input file");
+    if (target_check(opt.target, opt.cpu, stderr) != 0)
+        return 2;
     cnnc_unit u;
     int rc = 1;
     double t0 = cnnc_seconds();

@@ -1,6 +1,6 @@
 /*
  * model.c — accepting a compiled network: ABI and consistency checks,
- * loading a model .so, looking parameters up by name.
+ * looking parameters up by name (loading a model .so: model_open.c).
  *
  * The descriptor comes from code we did not write (another cnnc version, a
  * hand-written model, a corrupt file), so cnn_model_check verifies what the
@@ -13,7 +13,6 @@
  */
 #include "cnnrt.h"
 
-#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,47 +147,6 @@ int cnn_model_check(const cnn_model_desc *m, cnn_error *err)
             return -1;
     }
     return 0;
-}
-
-const cnn_model_desc *cnn_model_open(const char *path, void **handle, cnn_error *err)
-{
-    *handle = NULL;
-    /* dlopen searches the library path for a name without a slash; a user
-     * who types `net.so` means the file here. */
-    char local[4096];
-    const char *open_path = path;
-    if (!strchr(path, '/')) {
-        if (snprintf(local, sizeof local, "./%s", path) >= (int)sizeof local)
-            return cnn_fail(err, "%s: path too long", path), NULL;
-        open_path = local;
-    }
-    dlerror();
-    void *h = dlopen(open_path, RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-        return cnn_fail(err, "%s: cannot load model: %s", path, dlerror()), NULL;
-    dlerror();
-    const cnn_model_desc *m = dlsym(h, CNN_MODEL_SYMBOL);
-    const char *why = dlerror();
-    if (why || !m) {
-        cnn_fail(err, "%s: not a cnnc model (no symbol %s): %s", path, CNN_MODEL_SYMBOL,
-                 why ? why : "symbol is NULL");
-        dlclose(h);
-        return NULL;
-    }
-    cnn_error inner;
-    if (cnn_model_check(m, &inner) < 0) {
-        cnn_fail(err, "%s: %s", path, inner.msg);
-        dlclose(h);
-        return NULL;
-    }
-    *handle = h;
-    return m;
-}
-
-void cnn_model_close(void *handle)
-{
-    if (handle)
-        dlclose(handle);
 }
 
 const cnn_param_desc *cnn_model_param(const cnn_model_desc *m, const char *name)
