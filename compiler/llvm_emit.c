@@ -61,55 +61,8 @@ static int wide_strided(int lanes, int64_t stride)
     return stride > 1 && stride <= WIDE_STRIDE_MAX && lanes * stride <= 64;
 }
 
-static LLVMValueRef lane_mask(cg *c, int lanes, int64_t stride)
-{
-    int wide = (int)(lanes * stride);
-    LLVMValueRef bits[64];
-    for (int i = 0; i < wide; i++)
-        bits[i] = LLVMConstInt(c->i1, i % stride == 0, 0);
-    return LLVMConstVector(bits, (unsigned)wide);
-}
-
-static LLVMValueRef masked_intrinsic(cg *c, const char *name, LLVMTypeRef vec, LLVMTypeRef *fn_type)
-{
-    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    LLVMTypeRef params[2] = {vec, c->ptr};
-    *fn_type = LLVMIntrinsicGetType(c->ctx, id, params, 2);
-    return LLVMGetIntrinsicDeclaration(c->mod, id, params, 2);
-}
-
-static LLVMValueRef load_strided(cg *c, LLVMValueRef addr, int lanes, int64_t stride)
-{
-    int wide = (int)(lanes * stride);
-    LLVMTypeRef vec = LLVMVectorType(c->f32, (unsigned)wide), fn_type;
-    LLVMValueRef fn = masked_intrinsic(c, "llvm.masked.load", vec, &fn_type);
-    LLVMValueRef args[4] = {addr, LLVMConstInt(c->i32, 4, 0), lane_mask(c, lanes, stride),
-                            LLVMGetPoison(vec)};
-    LLVMValueRef all = LLVMBuildCall2(c->b, fn_type, fn, args, 4, "");
-    LLVMValueRef pick[64];
-    for (int i = 0; i < lanes; i++)
-        pick[i] = LLVMConstInt(c->i32, (unsigned long long)(i * stride), 0);
-    return LLVMBuildShuffleVector(c->b, all, LLVMGetPoison(vec), LLVMConstVector(pick, (unsigned)lanes),
-                                  "");
-}
-
-static void store_strided(cg *c, LLVMValueRef v, LLVMValueRef addr, int lanes, int64_t stride)
-{
-    int wide = (int)(lanes * stride);
-    LLVMTypeRef vec = LLVMVectorType(c->f32, (unsigned)wide), fn_type;
-    LLVMValueRef spread[64];
-    for (int i = 0; i < wide; i++) /* lane i to element i*stride, the rest masked off */
-        spread[i] = i % stride == 0 ? LLVMConstInt(c->i32, (unsigned long long)(i / stride), 0)
-                                    : LLVMGetPoison(c->i32);
-    LLVMValueRef w = LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(LLVMTypeOf(v)),
-                                            LLVMConstVector(spread, (unsigned)wide), "");
-    LLVMValueRef fn = masked_intrinsic(c, "llvm.masked.store", vec, &fn_type);
-    LLVMValueRef args[4] = {w, addr, LLVMConstInt(c->i32, 4, 0), lane_mask(c, lanes, stride)};
-    LLVMBuildCall2(c->b, fn_type, fn, args, 4, "");
-}
-
 /* A contiguous vector whose width is not a power of two (the last, narrower
- * vector of a row: 12 or 14 floats) as one masked load or store of the next
+ * vector of a row: 12 or 14 floats) is one masked load or store of the next
  * power of two, instead of the 8 + 4 + 2 pieces LLVM would split it into. */
 static int odd_width(int lanes)
 {
@@ -124,40 +77,59 @@ static int pow2_above(int lanes)
     return w;
 }
 
-static LLVMValueRef first_lanes_mask(cg *c, int lanes, int wide)
+/* The `wide` floats a vector of `lanes` floats `step` apart spans, as a
+ * masked vector type: element i is lane i/step when i % step == 0 and
+ * i/step < lanes, and masked off otherwise. */
+static int span_of(int lanes, int64_t step)
 {
+    return step > 1 ? (int)(lanes * step) : pow2_above(lanes);
+}
+
+static LLVMValueRef span_mask(cg *c, int lanes, int64_t step)
+{
+    int wide = span_of(lanes, step);
     LLVMValueRef bits[64];
     for (int i = 0; i < wide; i++)
-        bits[i] = LLVMConstInt(c->i1, i < lanes, 0);
+        bits[i] = LLVMConstInt(c->i1, i % step == 0 && i / step < lanes, 0);
     return LLVMConstVector(bits, (unsigned)wide);
 }
 
-static LLVMValueRef load_odd(cg *c, LLVMValueRef addr, int lanes)
+static LLVMValueRef masked_intrinsic(cg *c, const char *name, LLVMTypeRef vec, LLVMTypeRef *fn_type)
 {
-    int wide = pow2_above(lanes);
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMTypeRef params[2] = {vec, c->ptr};
+    *fn_type = LLVMIntrinsicGetType(c->ctx, id, params, 2);
+    return LLVMGetIntrinsicDeclaration(c->mod, id, params, 2);
+}
+
+static LLVMValueRef load_masked(cg *c, LLVMValueRef addr, int lanes, int64_t step)
+{
+    int wide = span_of(lanes, step);
     LLVMTypeRef vec = LLVMVectorType(c->f32, (unsigned)wide), fn_type;
     LLVMValueRef fn = masked_intrinsic(c, "llvm.masked.load", vec, &fn_type);
-    LLVMValueRef args[4] = {addr, LLVMConstInt(c->i32, 4, 0), first_lanes_mask(c, lanes, wide),
+    LLVMValueRef args[4] = {addr, LLVMConstInt(c->i32, 4, 0), span_mask(c, lanes, step),
                             LLVMGetPoison(vec)};
     LLVMValueRef all = LLVMBuildCall2(c->b, fn_type, fn, args, 4, "");
     LLVMValueRef pick[64];
     for (int i = 0; i < lanes; i++)
-        pick[i] = LLVMConstInt(c->i32, (unsigned long long)i, 0);
+        pick[i] = LLVMConstInt(c->i32, (unsigned long long)(i * step), 0);
     return LLVMBuildShuffleVector(c->b, all, LLVMGetPoison(vec),
                                   LLVMConstVector(pick, (unsigned)lanes), "");
 }
 
-static void store_odd(cg *c, LLVMValueRef v, LLVMValueRef addr, int lanes)
+static void store_masked(cg *c, LLVMValueRef v, LLVMValueRef addr, int lanes, int64_t step)
 {
-    int wide = pow2_above(lanes);
+    int wide = span_of(lanes, step);
     LLVMTypeRef vec = LLVMVectorType(c->f32, (unsigned)wide), fn_type;
-    LLVMValueRef pick[64];
+    LLVMValueRef spread[64];
     for (int i = 0; i < wide; i++)
-        pick[i] = i < lanes ? LLVMConstInt(c->i32, (unsigned long long)i, 0) : LLVMGetPoison(c->i32);
+        spread[i] = i % step == 0 && i / step < lanes
+                        ? LLVMConstInt(c->i32, (unsigned long long)(i / step), 0)
+                        : LLVMGetPoison(c->i32);
     LLVMValueRef w = LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(LLVMTypeOf(v)),
-                                            LLVMConstVector(pick, (unsigned)wide), "");
+                                            LLVMConstVector(spread, (unsigned)wide), "");
     LLVMValueRef fn = masked_intrinsic(c, "llvm.masked.store", vec, &fn_type);
-    LLVMValueRef args[4] = {w, addr, LLVMConstInt(c->i32, 4, 0), first_lanes_mask(c, lanes, wide)};
+    LLVMValueRef args[4] = {w, addr, LLVMConstInt(c->i32, 4, 0), span_mask(c, lanes, step)};
     LLVMBuildCall2(c->b, fn_type, fn, args, 4, "");
 }
 
@@ -272,7 +244,7 @@ static LLVMValueRef expr(kemit *e, const lexpr *x)
         LLVMValueRef v;
         if (x->lanes > 1 && buf->type == DT_F32 && buf->kind != LB_LOCAL &&
             wide_strided(x->lanes, x->stride)) {
-            v = load_strided(c, address(e, x->buf, x->a), x->lanes, x->stride);
+            v = load_masked(c, address(e, x->buf, x->a), x->lanes, x->stride);
         } else if (x->lanes > 1 && x->stride != 1) { /* a gather, lane by lane */
             LLVMValueRef base = address(e, x->buf, x->a);
             v = LLVMGetPoison(LLVMVectorType(t, (unsigned)x->lanes));
@@ -284,7 +256,7 @@ static LLVMValueRef expr(kemit *e, const lexpr *x)
             }
         } else if (buf->type == DT_F32 && buf->kind != LB_LOCAL && x->stride == 1 &&
                    odd_width(x->lanes)) {
-            v = load_odd(c, address(e, x->buf, x->a), x->lanes);
+            v = load_masked(c, address(e, x->buf, x->a), x->lanes, 1);
         } else {
             if (x->lanes > 1)
                 t = LLVMVectorType(t, (unsigned)x->lanes);
@@ -534,7 +506,7 @@ static void stmt(kemit *e, const lstmt *s)
         int lanes = s->value->lanes;
         if (lanes > 1 && !s->accumulate && e->p->bufs[s->buf].type == DT_F32 &&
             e->p->bufs[s->buf].kind != LB_LOCAL && wide_strided(lanes, s->stride)) {
-            store_strided(c, v, addr, lanes, s->stride);
+            store_masked(c, v, addr, lanes, s->stride);
             break;
         }
         if (lanes > 1 && s->stride != 1) { /* a scatter, lane by lane */
@@ -552,14 +524,14 @@ static void stmt(kemit *e, const lstmt *s)
         int odd = e->p->bufs[s->buf].type == DT_F32 && e->p->bufs[s->buf].kind != LB_LOCAL &&
                   odd_width(lanes);
         if (s->accumulate) {
-            LLVMValueRef old = odd ? load_odd(c, addr, lanes)
+            LLVMValueRef old = odd ? load_masked(c, addr, lanes, 1)
                                    : LLVMBuildLoad2(c->b, ltype_of(c, LT_FLOAT, lanes), addr, "");
             if (!odd)
                 LLVMSetAlignment(old, 4);
             v = LLVMBuildFAdd(c->b, old, v, "");
         }
         if (odd) {
-            store_odd(c, v, addr, lanes);
+            store_masked(c, v, addr, lanes, 1);
             break;
         }
         if (e->p->bufs[s->buf].type == DT_I32)
