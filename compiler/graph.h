@@ -80,6 +80,9 @@ enum {
 /* How PACK_WEIGHTS reorders a weight tensor (see pack.c). */
 enum pack_mode { PACK_FORWARD, PACK_FLIPPED, PACK_PHASES };
 
+/* Largest batch whose dense layers are dot products of unpacked rows. */
+#define DENSE_DOT_BATCH 4
+
 /* Parts of the batch a tiled weight gradient sums separately (pack.c). */
 #define FILTER_SPLIT 4
 

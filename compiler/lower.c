@@ -196,7 +196,8 @@ void lower_dense(lprogram *p, const ir_node *n)
     lexpr *xv = lx_load(p, bx, lx_madd(p, V(p, i), f, V(p, j)));
     lexpr *wv = lx_load(p, bw, lx_madd(p, V(p, o), f, V(p, j)));
     ls_set(p, red, acc, lx_add(p, V(p, acc), lx_mul(p, xv, wv)));
-    ls_store(p, b, by, lx_madd(p, V(p, i), units, V(p, o)), V(p, acc), 0);
+    lexpr *at = lx_madd(p, V(p, i), units, V(p, o));
+    ls_store(p, b, by, at, post_apply(p, n, V(p, acc), at), 0);
 }
 
 void lower_dense_bwd_data(lprogram *p, const ir_node *n)
@@ -609,12 +610,57 @@ void lower_softmax_xent_bwd(lprogram *p, const ir_node *n)
 
 /* ---- the pass -------------------------------------------------------------------------------- */
 
+/* Handing a loop to the thread pool costs about a microsecond (waking the
+ * workers, and the data then sits in another core's cache); a kernel
+ * smaller than this (FLOPs, or elements written) runs on one thread. */
+#define PARALLEL_MIN_WORK 65536
+
+static void clear_parallel(lstmt *s)
+{
+    if (!s)
+        return;
+    switch (s->kind) {
+    case LS_BLOCK:
+        for (int i = 0; i < s->nitems; i++)
+            clear_parallel(s->items[i]);
+        break;
+    case LS_FOR:
+        s->flags &= ~LOOP_PARALLEL;
+        clear_parallel(s->body);
+        break;
+    case LS_IF:
+        clear_parallel(s->then_s);
+        clear_parallel(s->else_s);
+        break;
+    default:
+        break;
+    }
+}
+
+static int64_t node_work(const ir_graph *g, const ir_node *n)
+{
+    if (op_table[n->op].flops) {
+        int64_t f = op_table[n->op].flops(g, n);
+        int batched = g->values[n->out[0]].batched;
+        return f * (batched ? g->batch : 1);
+    }
+    int64_t elements = 0;
+    for (int j = 0; j < n->nout; j++)
+        elements += ir_shape_size(g->values[n->out[j]].shape);
+    return elements;
+}
+
 lprogram *lower_graph(arena *a, const ir_graph *g, const target_desc *target)
 {
     lprogram *p = lp_new(a, g);
     p->target = target;
-    for (int i = 0; i < g->nnodes; i++)
+    for (int i = 0; i < g->nnodes; i++) {
+        int first = p->nkernels;
         if (!target || !schedule_lower(p, &g->nodes[i]))
             op_table[g->nodes[i].op].lower(p, &g->nodes[i]);
+        if (node_work(g, &g->nodes[i]) < PARALLEL_MIN_WORK)
+            for (int k = first; k < p->nkernels; k++)
+                clear_parallel(p->kernels[k].body);
+    }
     return p;
 }

@@ -321,9 +321,17 @@ static void rewrite_conv_bwd_filter(rewriter *w, int i, char *dead)
     g->nodes[i].attr.split = FILTER_SPLIT;
 }
 
+/* dense(x, W) -> dense_tiled(x, pack_weights(W)); for a batch of a few
+ * examples, packing the weights on every call would cost more than the
+ * layer: it stays a dense node, lowered as dot products of W's rows
+ * (schedule.c), marked by its lanes. */
 static void rewrite_dense(rewriter *w, int i)
 {
     ir_node *n = &w->g->nodes[i];
+    if (w->g->batch <= DENSE_DOT_BATCH) {
+        n->attr.lanes = w->lanes;
+        return;
+    }
     const ir_value *wv = &w->g->values[n->in[1]];
     int lanes = lanes_for(w, wv->shape.d[0]);
     int packed = pack_weights(w, i, n->in[1], wv->shape.d[0], wv->shape.d[1], 1, 1, 1, lanes,

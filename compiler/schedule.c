@@ -772,6 +772,71 @@ static void lower_tdense(lprogram *p, const ir_node *n)
     gemm(p, k->body, &c, -1, units, f, n->attr.lanes);
 }
 
+/* A dense layer at a batch of a few examples: y[i][o] = b[o] + W[o] . x[i],
+ * `rows` outputs at a time, each a vector of lane-wise partial sums over
+ * the row of W (contiguous) and x, reduced at the end.  No packing. */
+static void dense_dot_rows(lprogram *p, lstmt *parent, const ir_node *n, lexpr *o0, int rows,
+                           int i)
+{
+    int64_t f = dims_of(p, n->in[0]).c, units = dims_of(p, n->out[0]).c;
+    int lanes = n->attr.lanes, bx = lp_buf(p, n->in[0]), bw = lp_buf(p, n->in[1]);
+    int bb = ir_nin_core(n) > 2 ? lp_buf(p, n->in[2]) : -1, by = lp_buf(p, n->out[0]);
+    int64_t width[2] = {f / lanes ? lanes : 0, f % lanes};
+    int acc[2], m, v, fb;
+    for (int k = 0; k < 2; k++) {
+        if (!width[k])
+            continue;
+        acc[k] = lp_local_array(p, k ? "acc_tail" : "acc", rows * width[k]);
+        lstmt *r = flagged_loop(p, parent, "m", rows, LOOP_UNROLL, &m);
+        lstmt *l = flagged_loop(p, r, "v", width[k], LOOP_VECTOR, &v);
+        ls_store(p, l, acc[k], lx_madd(p, V(p, m), width[k], V(p, v)), lx_float(p, 0), 0);
+        lstmt *body = parent;
+        lexpr *first = I(p, f / lanes * lanes);
+        if (k == 0) {
+            body = ls_for(p, parent, "fb", I(p, f / lanes), &fb)->body;
+            first = lx_mul(p, V(p, fb), I(p, lanes));
+        }
+        r = flagged_loop(p, body, "m", rows, LOOP_UNROLL, &m);
+        l = flagged_loop(p, r, "v", width[k], LOOP_VECTOR, &v);
+        lexpr *col = lx_add(p, first, V(p, v));
+        lexpr *wv = lx_load(p, bw, lx_add(p, lx_mul(p, lx_add(p, o0, V(p, m)), I(p, f)), col));
+        lexpr *xv = lx_load(p, bx, lx_madd(p, V(p, i), f, col));
+        lexpr *at = lx_madd(p, V(p, m), width[k], V(p, v));
+        ls_store(p, l, acc[k], at, lx_fma(p, wv, xv, lx_load(p, acc[k], at)), 0);
+    }
+    lstmt *r = flagged_loop(p, parent, "m", rows, LOOP_UNROLL, &m);
+    lexpr *o = lx_add(p, o0, V(p, m));
+    lexpr *sum = bb >= 0 ? lx_load(p, bb, o) : lx_float(p, 0);
+    for (int k = 0; k < 2; k++) {
+        if (!width[k])
+            continue;
+        /* a vector loop around the reduction, so it sees the vectors */
+        lstmt *l = flagged_loop(p, r, "v", width[k], LOOP_VECTOR, &v);
+        int part = lp_var(p, k ? "dot_tail" : "dot", LT_FLOAT, 0);
+        ls_set(p, l, part, lx_un(p, LX_HSUM, lx_load(p, acc[k], lx_madd(p, V(p, m), width[k], V(p, v)))));
+        sum = lx_add(p, sum, V(p, part));
+    }
+    lexpr *at = lx_madd(p, V(p, i), units, o);
+    ls_store(p, r, by, at, post_apply(p, n, sum, at), 0);
+}
+
+static void lower_dense_dot(lprogram *p, const ir_node *n)
+{
+    int64_t units = dims_of(p, n->out[0]).c;
+    int rows = 8, ob, i;
+    lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+    k->tiled = 1;
+    if (units / rows > 0) {
+        lstmt *b = loop_par(p, k->body, "ob", units / rows, &ob);
+        b = loop_n(p, b, &i);
+        dense_dot_rows(p, b, n, lx_mul(p, V(p, ob), I(p, rows)), rows, i);
+    }
+    if (units % rows) {
+        lstmt *b = loop_n(p, k->body, &i);
+        dense_dot_rows(p, b, n, I(p, units / rows * rows), (int)(units % rows), i);
+    }
+}
+
 /* dx[i][f] = sum_o dy[i][o] W[o][f]: W rows are contiguous in f. */
 static int lower_dense_bwd_data_tiled(lprogram *p, const ir_node *n)
 {
@@ -809,6 +874,11 @@ int schedule_lower(lprogram *p, const ir_node *n)
         return 1;
     case OP_TDENSE:
         lower_tdense(p, n);
+        return 1;
+    case OP_DENSE:
+        if (n->attr.lanes <= 0)
+            return 0;
+        lower_dense_dot(p, n);
         return 1;
     case OP_DENSE_BWD_DATA:
         return lower_dense_bwd_data_tiled(p, n);
