@@ -643,15 +643,20 @@ typedef struct part_job {
     int part, with_main;
     char obj[32];
     int rc;
+    double ir_s, mc_s; /* seconds building + optimizing the module, and emitting code */
 } part_job;
 
 static void *build_part(void *arg)
 {
     part_job *j = arg;
     cg c = {0};
+    double t0 = cnnc_seconds();
     j->rc = build_module(&c, j->u, j->with_main, j->sp, j->part);
+    double t1 = cnnc_seconds();
     if (j->rc == 0)
         j->rc = emit_machine_file(&c, j->obj, LLVMObjectFile);
+    j->ir_s = t1 - t0;
+    j->mc_s = cnnc_seconds() - t1;
     cg_dispose(&c);
     return NULL;
 }
@@ -675,7 +680,7 @@ static int emit_linked(cnnc_unit *u, const char *path, int exe)
     int started[MAX_PARTS] = {0}, rc = 0;
     char *objs[MAX_PARTS];
     for (int i = 0; i < sp.parts; i++) {
-        jobs[i] = (part_job){u, &sp, i, exe, "/tmp/cnnc-XXXXXX.o", -1};
+        jobs[i] = (part_job){u, &sp, i, exe, "/tmp/cnnc-XXXXXX.o", -1, 0, 0};
         int fd = mkstemps(jobs[i].obj, 2);
         if (fd < 0) {
             fprintf(stderr, "cnnc: error: cannot create a temporary file: %s\n", strerror(errno));
@@ -705,6 +710,9 @@ static int emit_linked(cnnc_unit *u, const char *path, int exe)
     if (u->opt->verbose)
         fprintf(stderr, "cnnc: LLVM: %d module%s on %d thread%s: %.3f s\n", sp.parts,
                 sp.parts > 1 ? "s" : "", sp.parts, sp.parts > 1 ? "s" : "", t1 - t0);
+    for (int i = 0; u->opt->verbose && i < sp.parts; i++)
+        fprintf(stderr, "cnnc:   module %d: IR and passes %.3f s, machine code %.3f s\n", i,
+                jobs[i].ir_s, jobs[i].mc_s);
     if (rc == 0)
         rc = link_output(u, objs, sp.parts, path, exe);
     if (u->opt->verbose)
