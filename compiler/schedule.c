@@ -310,6 +310,17 @@ static void sconv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int 
     ls_store(p, body, c->by, at, post_apply(p, c->n, acc, at), 0);
 }
 
+/* Whether a spatial tile of rows x cols accumulators fits the vector
+ * registers with its operands: each reduction step holds the smaller side's
+ * operands (rows weight broadcasts or cols input vectors) while the other
+ * side's stream through one more register.  4 x 7 = 28 accumulators plus 4
+ * broadcasts and an input vector are 33 of AVX-512's 32: LLVM spilled five
+ * accumulators to the stack inside the innermost loop. */
+static int sconv_fits(const lprogram *p, int64_t rows, int64_t cols)
+{
+    return rows * cols + (rows < cols ? rows : cols) + 1 <= p->target->registers;
+}
+
 /* Channels per spatial tile.  Per reduction step a tile of rows x cols
  * accumulators does rows*cols FMAs for rows + cols loads (weight
  * broadcasts, input vectors): the tile with the most FMAs per load among
@@ -319,15 +330,17 @@ static void sconv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int 
  * slower on ResNet-8.) */
 static int sconv_cols(const lprogram *p, int rows, int64_t oh)
 {
-    int64_t cols = tile_budget(p) / rows;
-    return (int)(cols < oh ? cols : oh);
+    int64_t cols = 1;
+    while (cols < oh && sconv_fits(p, rows, cols + 1))
+        cols++;
+    return (int)cols;
 }
 
 static int sconv_rows(const lprogram *p, int64_t kg, int64_t oh)
 {
-    int budget = tile_budget(p), best = 1;
+    int best = 1;
     double best_score = 0;
-    for (int rows = 1; rows <= budget && rows <= kg; rows++) {
+    for (int rows = 1; sconv_fits(p, rows, 1) && rows <= kg; rows++) {
         int64_t cols = sconv_cols(p, rows, oh);
         double score = (double)(rows * cols) / (double)(rows + cols);
         if (kg % rows)
