@@ -86,6 +86,8 @@ typedef struct cnnc_options {
     const char *target;      /* LLVM triple, NULL = host */
     const char *cpu;         /* NULL = host CPU (or generic for cross targets) */
     int batch;               /* > 0 overrides the train block */
+    int forward_chunk;       /* > 0: examples per pass of the forward entry; 0: by the
+                              * rule of codegen.c's forward_chunk (none at -O0) */
     const char *runtime_dir; /* where libcnnrt.a lives, NULL = next to cnnc */
     int verbose;
 } cnnc_options;

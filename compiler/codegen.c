@@ -191,6 +191,82 @@ static LLVMValueRef *emit_kernels(cg *c, const lprogram *p, int train, const spl
 
 /* Emit the entry point `ret name(ptr ctx, ptr a, ptr b, i32 n)`: clamp n,
  * build the frame, run the kernels of p.  Train steps return the loss. */
+/* Work (floating-point operations) a chunk of the forward pass should
+ * have at least, so that handing its kernels to the threads (about a
+ * microsecond each) costs a few percent: ~0.5 ms on one core. */
+#define CHUNK_MIN_FLOPS 100000000LL
+
+/* Examples per pass of the forward entry's kernels; the batch when it is
+ * not worth splitting.  Layer after layer over a whole batch of 256, every
+ * activation goes to memory and back (ResNet-8: 74 KiB per example for its
+ * largest tensor); over a chunk that fits the L2 cache the next layer finds
+ * its input there.  The chunk is as many examples as the largest
+ * activation of one example fits in L2, or more where one example is so
+ * little work that the hand-offs would dominate (LeNet-5: 120 examples;
+ * ResNet-8: 14).  Measured on ResNet-8 at batch 256: 8-32 examples per
+ * chunk all gave 5-25% more images/s than the whole batch at once. */
+static int64_t forward_chunk(const cnnc_unit *u)
+{
+    if (u->opt->forward_chunk > 0)
+        return u->opt->forward_chunk;
+    if (u->opt->opt_level == 0)
+        return u->net->batch;
+    const ir_graph *g = u->layers;
+    int64_t flops = 0, largest = 1;
+    for (int i = 0; i < g->nforward; i++)
+        if (op_table[g->nodes[i].op].flops)
+            flops += op_table[g->nodes[i].op].flops(g, &g->nodes[i]);
+    for (int v = 0; v < u->infer->nvalues; v++) {
+        const ir_value *val = &u->infer->values[v];
+        if (val->batched && val->kind == VAL_ACT && ir_row_size(val) * 4 > largest)
+            largest = ir_row_size(val) * 4;
+    }
+    int64_t by_cache = u->target.l2_bytes / largest;
+    int64_t by_work = flops > 0 ? (CHUNK_MIN_FLOPS + flops - 1) / flops : u->net->batch;
+    int64_t chunk = by_cache > by_work ? by_cache : by_work;
+    return chunk < 1 ? 1 : chunk;
+}
+
+/* The forward pass's kernels run over the batch in chunks of `chunk`
+ * examples: x, out and n in the frame advance chunk by chunk. */
+static void emit_chunked_calls(cg *c, const cnnc_unit *u, LLVMValueRef fn, LLVMValueRef frame,
+                               LLVMValueRef n, int64_t chunk, const lprogram *p,
+                               LLVMValueRef *kernels)
+{
+    LLVMBuilderRef b = c->b;
+    const ir_graph *g = u->infer;
+    const ir_value *xv = &g->values[g->input];
+    int64_t in_bytes = xv->shape.d[1] * xv->shape.d[2] * xv->shape.d[3] * 4;
+    int64_t out_bytes = g->values[g->logits].shape.d[1] * 4;
+    LLVMValueRef x0 = LLVMGetParam(fn, 1), out0 = LLVMGetParam(fn, 2);
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, fn, "chunk");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, fn, "chunks_done");
+    LLVMBuildBr(b, body);
+    LLVMPositionBuilderAtEnd(b, body);
+    LLVMValueRef first = LLVMBuildPhi(b, c->i64, "first");
+    LLVMValueRef left = LLVMBuildSub(b, n, first, "");
+    LLVMValueRef count = LLVMBuildSelect(
+        b, LLVMBuildICmp(b, LLVMIntSLT, left, i64c(c, chunk), ""), left, i64c(c, chunk), "count");
+    LLVMValueRef xoff = LLVMBuildMul(b, first, i64c(c, in_bytes), "");
+    LLVMValueRef ooff = LLVMBuildMul(b, first, i64c(c, out_bytes), "");
+    LLVMBuildStore(b, LLVMBuildGEP2(b, c->i8, x0, &xoff, 1, ""),
+                   LLVMBuildStructGEP2(b, c->frame, frame, FR_X, ""));
+    LLVMBuildStore(b, LLVMBuildGEP2(b, c->i8, out0, &ooff, 1, ""),
+                   LLVMBuildStructGEP2(b, c->frame, frame, FR_OUT, ""));
+    LLVMBuildStore(b, count, LLVMBuildStructGEP2(b, c->frame, frame, FR_N, ""));
+    for (int i = 0; i < p->nkernels; i++)
+        LLVMBuildCall2(b, c->kernel_fn, kernels[i], &frame, 1, "");
+    LLVMValueRef next = LLVMBuildAdd(b, first, i64c(c, chunk), "next");
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, next, n, ""), body, done);
+    LLVMValueRef zero = i64c(c, 0);
+    LLVMBasicBlockRef from_body = LLVMGetInsertBlock(b);
+    LLVMAddIncoming(first, &zero, &pre, 1);
+    LLVMAddIncoming(first, &next, &from_body, 1);
+    LLVMPositionBuilderAtEnd(b, done);
+    LLVMBuildRetVoid(b);
+}
+
 static void emit_entry(cg *c, const cnnc_unit *u, const lprogram *p, const char *name, int train,
                        LLVMValueRef *kernels)
 {
@@ -235,6 +311,11 @@ static void emit_entry(cg *c, const cnnc_unit *u, const lprogram *p, const char 
         LLVMValueRef src = LLVMBuildStructGEP2(b, c->ctx_t, ctx, (unsigned)counters[i][1], "");
         LLVMBuildStore(b, LLVMBuildLoad2(b, c->i64, src, ""),
                        LLVMBuildStructGEP2(b, c->frame, frame, (unsigned)counters[i][0], ""));
+    }
+    int64_t chunk = train ? 0 : forward_chunk(u);
+    if (chunk > 0 && chunk < u->net->batch) {
+        emit_chunked_calls(c, u, fn, frame, n, chunk, p, kernels);
+        return;
     }
     for (int i = 0; i < p->nkernels; i++)
         LLVMBuildCall2(b, c->kernel_fn, kernels[i], &frame, 1, "");
@@ -710,6 +791,10 @@ static int emit_linked(cnnc_unit *u, const char *path, int exe)
     if (u->opt->verbose)
         fprintf(stderr, "cnnc: LLVM: %d module%s on %d thread%s: %.3f s\n", sp.parts,
                 sp.parts > 1 ? "s" : "", sp.parts, sp.parts > 1 ? "s" : "", t1 - t0);
+    int64_t chunk = forward_chunk(u);
+    if (u->opt->verbose && chunk < u->net->batch)
+        fprintf(stderr, "cnnc: forward pass in chunks of %" PRId64 " examples (of %d)\n", chunk,
+                u->net->batch);
     for (int i = 0; u->opt->verbose && i < sp.parts; i++)
         fprintf(stderr, "cnnc:   module %d: IR and passes %.3f s, machine code %.3f s\n", i,
                 jobs[i].ir_s, jobs[i].mc_s);

@@ -2,7 +2,7 @@
  * main.c — the cnnc command line.
  *
  *   cnnc net.cnn [-o OUT] [--emit KIND] [-O0..-O3] [--target TRIPLE]
- *        [--cpu CPU] [--batch N] [--summary] [--runtime-dir DIR] [-v]
+ *        [--cpu CPU] [--batch N] [--forward-chunk N] [--summary] [--runtime-dir DIR] [-v]
  *
  * Exit status: 0 success, 1 an error in the input (or a file that cannot
  * be written), 2 a usage error.
@@ -26,6 +26,8 @@ static const char usage[] =
     "                      for another target); x86-64, x86-64-v2..v4 for\n"
     "                      portable x86 code; cortex-a72, neoverse-n1, ...\n"
     "  --batch N           compiled batch size (default: the train block's)\n"
+    "  --forward-chunk N   the forward pass runs its layers over N examples at a\n"
+    "                      time (default: what fits the L2 cache; -v prints it)\n"
     "  --runtime-dir DIR   where libcnnrt.a is, for --emit exe\n"
     "  -v                  print the commands run\n"
     "  --version, --help\n";
@@ -138,13 +140,21 @@ int main(int argc, char **argv)
             if (*end || b < 1 || b > 65536)
                 return usage_error("--batch needs a number from 1 to 65536, not '%s'", argv[i]);
             opt.batch = (int)b;
+        } else if (strcmp(a, "--forward-chunk") == 0 && next) {
+            char *end;
+            long b = strtol(argv[++i], &end, 10);
+            if (*end || b < 1 || b > 65536)
+                return usage_error("--forward-chunk needs a number from 1 to 65536, not '%s'",
+                                   argv[i]);
+            opt.forward_chunk = (int)b;
         } else if (strcmp(a, "--runtime-dir") == 0 && next) {
             opt.runtime_dir = argv[++i];
         } else if (strcmp(a, "-v") == 0) {
             opt.verbose = 1;
         } else if (a[0] == '-' && a[1]) {
             static const char *const with_value[] = {"-o", "--emit", "--target", "--cpu",
-                                                     "--batch", "--runtime-dir"};
+                                                     "--batch", "--forward-chunk",
+                                                     "--runtime-dir"};
             for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
                 if (strcmp(a, with_value[k]) == 0)
                     return usage_error("option '%s' needs a value", a);

@@ -160,6 +160,27 @@ const net_case test_nets[] = {
      "  o = dense(f, units = 3)\n"
      "  loss = softmax_cross_entropy(o)\n"
      "}\n" TRAIN_BLOCK},
+    /* strided 1x1 convolutions (a ResNet's projection shortcuts): stride
+     * 2, stride [3, 1], grouped, with a relu fused after; spatial tiles
+     * for the narrow ones, channel tiles for the 20-filter one */
+    {"strided_1x1",
+     "network strided_1x1 {\n"
+     "  x = input(3, 11, 13)\n"
+     "  a = conv2d(x, filters = 4, kernel = 1, stride = 2)\n"
+     "  r = relu(a)\n"
+     "  b = conv2d(r, filters = 3, kernel = 1, stride = [3, 1], bias = false)\n"
+     "  c = conv2d(r, filters = 4, kernel = 1, stride = 2, groups = 2)\n"
+     "  e = conv2d(x, filters = 20, kernel = 1, stride = 3, bias = false)\n"
+     "  fb = flatten(b)\n"
+     "  d1 = dense(fb, units = 5)\n"
+     "  fc = flatten(c)\n"
+     "  d2 = dense(fc, units = 5)\n"
+     "  fe = flatten(e)\n"
+     "  d3 = dense(fe, units = 5)\n"
+     "  s = add(d1, d2)\n"
+     "  t = add(s, d3)\n"
+     "  loss = softmax_cross_entropy(t)\n"
+     "}\n" TRAIN_BLOCK},
 };
 
 const int test_net_count = (int)(sizeof test_nets / sizeof test_nets[0]);

@@ -135,6 +135,29 @@ static void check_case(const char *name, const char *text, int opt_level)
     tu_model_free(&m);
 }
 
+/* The forward pass in chunks of 2 examples (the rule picks chunks only for
+ * networks far bigger than these): a full batch of 5 (chunks 2, 2, 1) and
+ * a partial one of 4 (2, 2) agree with the reference. */
+START_TEST(test_forward_chunks)
+{
+    static const char *const names[] = {"batchnorm", "strided_1x1", "fusion", "dropout_acts"};
+    for (int k = 0; k < 4; k++) {
+        const net_case *net = NULL;
+        for (int i = 0; i < test_net_count; i++)
+            if (strcmp(test_nets[i].name, names[k]) == 0)
+                net = &test_nets[i];
+        ck_assert_msg(net != NULL, "no test net %s", names[k]);
+        tu_model m;
+        ck_assert_msg(tu_compile_chunked(&m, net->name, net->text, 2, 2) == 0,
+                      "%s did not compile", net->name);
+        ck_assert_int_eq(m.desc->batch, 5);
+        compare(&m, 5, 31);
+        compare(&m, 4, 37);
+        tu_model_free(&m);
+    }
+}
+END_TEST
+
 START_TEST(test_case_O0)
 {
     check_case(test_nets[_i].name, test_nets[_i].text, 0);
@@ -373,6 +396,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_batch_clamp);
     tcase_add_loop_test(tc, test_threads_bit_identical, 0, ncases);
     tcase_add_test(tc, test_fusion_graph);
+    tcase_add_test(tc, test_forward_chunks);
     tcase_add_test(tc, test_descriptor);
     suite_add_tcase(s, tc);
     return s;

@@ -70,8 +70,14 @@ int tu_frontend(cnnc_unit *u, cnnc_options *opt, const char *name, const char *t
 
 int tu_compile(tu_model *m, const char *name, const char *text, int opt_level)
 {
+    return tu_compile_chunked(m, name, text, opt_level, 0);
+}
+
+int tu_compile_chunked(tu_model *m, const char *name, const char *text, int opt_level, int chunk)
+{
     memset(m, 0, sizeof *m);
     m->opt.opt_level = opt_level;
+    m->opt.forward_chunk = chunk;
     char *diags = NULL;
     if (tu_frontend(&m->unit, &m->opt, name, text, &diags) != 0) {
         fprintf(stderr, "%s: front end failed:\n%s", name, diags ? diags : "");

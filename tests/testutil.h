@@ -41,6 +41,9 @@ typedef struct tu_model {
 /* Compile text at opt_level into a .so in the temp dir and load it.
  * Returns 0, or -1 with the reason printed. */
 int tu_compile(tu_model *m, const char *name, const char *text, int opt_level);
+/* The same with the forward pass in chunks of `chunk` examples. */
+int tu_compile_chunked(tu_model *m, const char *name, const char *text, int opt_level,
+                       int chunk);
 void tu_model_free(tu_model *m);
 
 /* Fill with uniform values in [lo, hi) from a seeded generator. */
