@@ -122,6 +122,17 @@ static int tile_budget(const lprogram *p)
     return p->target->registers - 4;
 }
 
+/* Whether a tile of rows x cols accumulators fits the vector registers with
+ * its operands: each reduction step holds the smaller side's operands (a
+ * spatial tile's rows weight broadcasts or cols input vectors) while the
+ * other side's stream through one more register.  4 x 7 = 28 accumulators plus 4
+ * broadcasts and an input vector are 33 of AVX-512's 32: LLVM spilled five
+ * accumulators to the stack inside the innermost loop. */
+static int tile_fits(const lprogram *p, int64_t rows, int64_t cols)
+{
+    return rows * cols + (rows < cols ? rows : cols) + 1 <= p->target->registers;
+}
+
 /* ---- convolution (forward, and backward-data after pack.c) ------------------------ */
 
 typedef struct conv_ctx {
@@ -310,17 +321,6 @@ static void sconv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int 
     ls_store(p, body, c->by, at, post_apply(p, c->n, acc, at), 0);
 }
 
-/* Whether a spatial tile of rows x cols accumulators fits the vector
- * registers with its operands: each reduction step holds the smaller side's
- * operands (rows weight broadcasts or cols input vectors) while the other
- * side's stream through one more register.  4 x 7 = 28 accumulators plus 4
- * broadcasts and an input vector are 33 of AVX-512's 32: LLVM spilled five
- * accumulators to the stack inside the innermost loop. */
-static int sconv_fits(const lprogram *p, int64_t rows, int64_t cols)
-{
-    return rows * cols + (rows < cols ? rows : cols) + 1 <= p->target->registers;
-}
-
 /* Channels per spatial tile.  Per reduction step a tile of rows x cols
  * accumulators does rows*cols FMAs for rows + cols loads (weight
  * broadcasts, input vectors): the tile with the most FMAs per load among
@@ -331,7 +331,7 @@ static int sconv_fits(const lprogram *p, int64_t rows, int64_t cols)
 static int sconv_cols(const lprogram *p, int rows, int64_t oh)
 {
     int64_t cols = 1;
-    while (cols < oh && sconv_fits(p, rows, cols + 1))
+    while (cols < oh && tile_fits(p, rows, cols + 1))
         cols++;
     return (int)cols;
 }
@@ -340,7 +340,7 @@ static int sconv_rows(const lprogram *p, int64_t kg, int64_t oh)
 {
     int best = 1;
     double best_score = 0;
-    for (int rows = 1; sconv_fits(p, rows, 1) && rows <= kg; rows++) {
+    for (int rows = 1; tile_fits(p, rows, 1) && rows <= kg; rows++) {
         int64_t cols = sconv_cols(p, rows, oh);
         double score = (double)(rows * cols) / (double)(rows + cols);
         if (kg % rows)
@@ -612,6 +612,170 @@ static void filter_tiles(lprogram *p, lstmt *parent, filter_ctx *c, lexpr *k0, i
     }
 }
 
+/* The spatial form of the weight gradient (pack.c chooses it for stride-1
+ * layers whose output rows fill the vectors at least as well as their
+ * channels): dy stays NCHW and vectors run over output columns.  A tile
+ * holds rk output channels x tc taps (a run of one input channel's taps)
+ * of lane-wise partial sums; a reduction step loads rk vectors of dy and
+ * tc of x (each tap a column shift) for rk*tc FMAs, and at the end each
+ * partial vector is summed across its lanes.  dy needs no NHWC copy. */
+typedef struct sfilter_tile {
+    int rk, tc;       /* output channels x taps */
+    lexpr *k0;        /* first output channel (in the group) */
+    lexpr *ch;        /* input channel (in the group); NULL: the bias (x = 1) */
+    int64_t t0;       /* first tap r*S + s */
+} sfilter_tile;
+
+/* dy[first + i, g*kg + k, oh, col] */
+static lexpr *sfilter_dy(const filter_ctx *c, lprogram *p, lexpr *i, lexpr *k, lexpr *oh,
+                         lexpr *col)
+{
+    dims d = {c->kt, c->oh, c->ow};
+    return at4(p, d, lx_add(p, c->first, i), lx_madd(p, V(p, c->g_var), c->kg, k), oh, col);
+}
+
+static void sfilter_emit(lprogram *p, lstmt *parent, const filter_ctx *c, const sfilter_tile *t)
+{
+    const ir_attrs *a = &c->n->attr;
+    int lanes = p->target->lanes, m, v, i, oh, ov;
+    int64_t width[2] = {c->ow / lanes ? lanes : 0, c->ow % lanes};
+    int acc[2];
+    for (int k = 0; k < 2; k++) {
+        if (!width[k])
+            continue;
+        acc[k] = lp_local_array(p, k ? "acc_tail" : "acc", (int64_t)t->rk * t->tc * width[k]);
+        lstmt *r = flagged_loop(p, parent, "m", t->rk, LOOP_UNROLL, &m);
+        for (int j = 0; j < t->tc; j++) {
+            lstmt *l = flagged_loop(p, r, "v", width[k], LOOP_VECTOR, &v);
+            ls_store(p, l, acc[k], lx_madd(p, lx_madd(p, V(p, m), t->tc, I(p, j)), width[k], V(p, v)),
+                     lx_float(p, 0), 0);
+        }
+        lstmt *b = ls_for(p, parent, "i", c->red_n, &i)->body;
+        b = loop(p, b, "oh", c->oh, &oh);
+        lexpr *col0 = I(p, c->ow / lanes * lanes);
+        if (k == 0) {
+            b = loop(p, b, "ov", c->ow / lanes, &ov);
+            col0 = lx_mul(p, V(p, ov), I(p, lanes));
+        }
+        r = flagged_loop(p, b, "m", t->rk, LOOP_UNROLL, &m);
+        for (int j = 0; j < t->tc; j++) {
+            lstmt *l = flagged_loop(p, r, "v", width[k], LOOP_VECTOR, &v);
+            lexpr *col = lx_add(p, col0, V(p, v));
+            lexpr *dy = lx_load(p, c->bdy, sfilter_dy(c, p, V(p, i), lx_add(p, t->k0, V(p, m)),
+                                                      V(p, oh), col));
+            lexpr *x = lx_float(p, 1);
+            if (t->ch) {
+                int64_t tap = t->t0 + j, r0 = tap / c->S, s0 = tap % c->S;
+                dims d = {c->ct, c->hp, c->wp};
+                x = lx_load(p, c->bx,
+                            at4(p, d, lx_add(p, c->first, V(p, i)),
+                                lx_madd(p, V(p, c->g_var), c->cg, t->ch),
+                                lx_add(p, V(p, oh), I(p, r0 * a->dilation[0])),
+                                lx_add(p, col, I(p, s0 * a->dilation[1]))));
+            }
+            lexpr *at = lx_madd(p, lx_madd(p, V(p, m), t->tc, I(p, j)), width[k], V(p, v));
+            ls_store(p, l, acc[k], at, lx_fma(p, dy, x, lx_load(p, acc[k], at)), 0);
+        }
+    }
+    /* the lanes summed, in the order full vectors then the tail */
+    lstmt *r = flagged_loop(p, parent, "m", t->rk, LOOP_UNROLL, &m);
+    lexpr *k = lx_madd(p, V(p, c->g_var), c->kg, lx_add(p, t->k0, V(p, m)));
+    for (int j = 0; j < t->tc; j++) {
+        lexpr *sum = NULL;
+        for (int w = 0; w < 2; w++) {
+            if (!width[w])
+                continue;
+            lstmt *l = flagged_loop(p, r, "v", width[w], LOOP_VECTOR, &v);
+            int part = lp_var(p, w ? "dot_tail" : "dot", LT_FLOAT, 0);
+            lexpr *at = lx_madd(p, lx_madd(p, V(p, m), t->tc, I(p, j)), width[w], V(p, v));
+            ls_set(p, l, part, lx_un(p, LX_HSUM, lx_load(p, acc[w], at)));
+            sum = sum ? lx_add(p, sum, V(p, part)) : V(p, part);
+        }
+        if (!t->ch) {
+            ls_store(p, r, c->bdb, lx_add(p, c->bias_off, k), sum, 0);
+            continue;
+        }
+        lexpr *tap = lx_madd(p, t->ch, c->R * c->S, I(p, t->t0 + j));
+        ls_store(p, r, c->bout, lx_add(p, c->out_off, lx_madd(p, k, c->taps, tap)), sum, 0);
+    }
+}
+
+/* Cycles of one reduction step of an rk x tc tile, roughly: its FMAs, or
+ * its loads where they are more (x vectors at a column shift mostly cross
+ * a cache line: two loads). */
+static int64_t sfilter_step_cost(int64_t rk, int64_t tc)
+{
+    int64_t fmas = rk * tc, loads = rk + 2 * tc;
+    return fmas > loads ? fmas : loads;
+}
+
+/* The tile shape with the fewest cycles over all of a channel's tiles
+ * (remainders included) among those that fit the registers. */
+static void sfilter_shape(const lprogram *p, int64_t kg, int64_t T, int *rk_out, int *tc_out)
+{
+    int64_t best = -1;
+    for (int64_t rk = 1; rk <= kg; rk++)
+        for (int64_t tc = 1; tc <= T && tile_fits(p, rk, tc); tc++) {
+            int64_t cost = 0;
+            for (int64_t k0 = 0; k0 < kg; k0 += rk)
+                for (int64_t t0 = 0; t0 < T; t0 += tc)
+                    cost += sfilter_step_cost(kg - k0 < rk ? kg - k0 : rk,
+                                              T - t0 < tc ? T - t0 : tc);
+            /* equal cost: the bigger tile (fewer passes over dy and x) */
+            if (best < 0 || cost < best ||
+                (cost == best && rk * tc > (int64_t)*rk_out * *tc_out)) {
+                best = cost;
+                *rk_out = (int)rk;
+                *tc_out = (int)tc;
+            }
+        }
+}
+
+/* Every output channel of the group: blocks of rk channels (then the
+ * rest), each over every input channel's runs of tc taps, and the bias. */
+static void sfilter_all(lprogram *p, lstmt *parent, filter_ctx *c)
+{
+    int rk = 1, tc = 1, kb, ch, kk;
+    int64_t T = (int64_t)c->R * c->S;
+    sfilter_shape(p, c->kg, T, &rk, &tc);
+    for (int part = 0; part < 2; part++) {
+        int64_t blocks = part == 0 ? c->kg / rk : (c->kg % rk ? 1 : 0);
+        if (!blocks)
+            continue;
+        lstmt *b = parent;
+        sfilter_tile t = {part == 0 ? rk : (int)(c->kg % rk), 0, NULL, NULL, 0};
+        if (part == 0) {
+            b = loop(p, parent, "kb", blocks, &kb);
+            t.k0 = lx_mul(p, V(p, kb), I(p, rk));
+        } else {
+            t.k0 = I(p, c->kg / rk * rk);
+        }
+        b = loop(p, b, "ch", c->cg, &ch);
+        t.ch = V(p, ch);
+        for (t.t0 = 0; t.t0 < T; t.t0 += tc) {
+            t.tc = (int)(T - t.t0 < tc ? T - t.t0 : tc);
+            sfilter_emit(p, b, c, &t);
+        }
+    }
+    if (c->bdb < 0)
+        return;
+    int rows = tile_budget(p) < c->kg ? tile_budget(p) : (int)c->kg;
+    for (int part = 0; part < 2; part++) {
+        int64_t blocks = part == 0 ? c->kg / rows : (c->kg % rows ? 1 : 0);
+        if (!blocks)
+            continue;
+        sfilter_tile t = {part == 0 ? rows : (int)(c->kg % rows), 1, NULL, NULL, 0};
+        lstmt *b = parent;
+        if (part == 0) {
+            b = loop(p, parent, "kk", blocks, &kk);
+            t.k0 = lx_mul(p, V(p, kk), I(p, rows));
+        } else {
+            t.k0 = I(p, c->kg / rows * rows);
+        }
+        sfilter_emit(p, b, c, &t);
+    }
+}
+
 static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
 {
     const ir_attrs *a = &n->attr;
@@ -620,7 +784,8 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
                     x->shape.d[1], x->shape.d[2], x->shape.d[3], dw->shape.d[0],
                     0, 0, 0, 0, 0, a->kernel[0], a->kernel[1], 0, NULL, NULL, 0, 0, 0, -1,
                     -1, NULL, NULL, NULL, NULL};
-    const ir_value *dyv = &p->g->values[p->g->nodes[p->g->values[n->in[0]].producer].in[0]];
+    const ir_value *dyv = a->spatial ? &p->g->values[n->in[0]]
+                                     : &p->g->values[p->g->nodes[p->g->values[n->in[0]].producer].in[0]];
     c.oh = dyv->shape.d[2];
     c.ow = dyv->shape.d[3];
     c.cg = c.ct / a->groups;
@@ -657,6 +822,10 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
     lstmt *b = loop(p, body, "g", a->groups, &c.g_var);
     lexpr *gbase = lx_mul(p, V(p, c.g_var), I(p, c.kg));
     int kb;
+    if (a->spatial) {
+        sfilter_all(p, b, &c);
+        full = tail = 0;
+    }
     if (full / cols > 0) {
         lstmt *kl = loop(p, b, "kb", full / cols, &kb);
         lexpr *k0 = lx_add(p, gbase, lx_mul(p, V(p, kb), I(p, (int64_t)cols * lanes)));

@@ -27,6 +27,7 @@
 #include <pthread.h>
 
 #include "codegen.h"
+#include <llvm-c/Support.h>
 
 typedef struct cpu_row {
     const char *name;   /* LLVM's CPU name */
@@ -74,12 +75,30 @@ static const arch_row arches[] = {
      COUNT(aarch64_cpus)},
 };
 
+/* $CNNC_LLVM_OPTIONS: LLVM's own command-line options, for looking into
+ * the code generator (clang's -mllvm): "-time-passes", "-print-after=...". */
+static void llvm_options(void)
+{
+    const char *env = getenv("CNNC_LLVM_OPTIONS");
+    if (!env || !*env)
+        return;
+    char *copy = strdup(env), *save = NULL;
+    const char *argv[64] = {"cnnc"};
+    int argc = 1;
+    for (char *w = strtok_r(copy, " \t", &save); w && argc < 63; w = strtok_r(NULL, " \t", &save))
+        argv[argc++] = w;
+    LLVMParseCommandLineOptions(argc, argv, NULL);
+    free(copy);              /* LLVM copies what it keeps */
+    atexit(LLVMShutdown);    /* prints the code generator's -time-passes report */
+}
+
 static void init_once(void)
 {
     LLVMInitializeAllTargetInfos();
     LLVMInitializeAllTargets();
     LLVMInitializeAllTargetMCs();
     LLVMInitializeAllAsmPrinters();
+    llvm_options();
 }
 
 /* Once per process, whichever thread gets here first (codegen.c builds

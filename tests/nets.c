@@ -181,6 +181,20 @@ const net_case test_nets[] = {
      "  t = add(s, d3)\n"
      "  loss = softmax_cross_entropy(t)\n"
      "}\n" TRAIN_BLOCK},
+    /* weight gradients in the spatial form (pack.c: more channels than a
+     * vector, rows that fill the lanes as well): with a bias, and grouped
+     * with a dilated non-square kernel; column counts not a multiple of
+     * the vector width */
+    {"spatial_filter",
+     "network spatial_filter {\n"
+     "  x = input(3, 7, 13)\n"
+     "  a = conv2d(x, filters = 20, kernel = 3, padding = 1)\n"
+     "  r = relu(a)\n"
+     "  b = conv2d(r, filters = 34, kernel = [2, 3], groups = 2, dilation = [1, 2], bias = false)\n"
+     "  f = flatten(b)\n"
+     "  d = dense(f, units = 4)\n"
+     "  loss = softmax_cross_entropy(d)\n"
+     "}\n" TRAIN_BLOCK},
 };
 
 const int test_net_count = (int)(sizeof test_nets / sizeof test_nets[0]);

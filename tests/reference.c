@@ -759,9 +759,14 @@ static void tconv_bwd_filter(ref *r, const ir_node *n)
     d4 x = dims(r, n->in[1]);
     const ir_value *dw = &r->g->values[n->out[0]];
     int64_t kt = dw->shape.d[0], cg = dw->shape.d[1], kg = kt / a->groups;
-    const ir_value *dyv = &r->g->values[r->g->nodes[r->g->values[n->in[0]].producer].in[0]];
+    /* dy in NHWC, or (the spatial form) as it is, NCHW */
+    const ir_value *dyv = a->spatial
+                              ? &r->g->values[n->in[0]]
+                              : &r->g->values[r->g->nodes[r->g->values[n->in[0]].producer].in[0]];
     int64_t oh_n = dyv->shape.d[2], ow_n = dyv->shape.d[3];
     const float *dy = V(r, n, 0);
+#define DY(i, pixel) (a->spatial ? dy[((i) * kt + k) * oh_n * ow_n + (pixel)] \
+                                 : dy[((i) * oh_n * ow_n + (pixel)) * kt + k])
     for (int64_t k = 0; k < kt; k++) {
         double bias = 0;
         for (int64_t c = 0; c < cg; c++)
@@ -771,7 +776,7 @@ static void tconv_bwd_filter(ref *r, const ir_node *n)
                     for (int i = 0; i < r->n; i++)
                         for (int64_t oh = 0; oh < oh_n; oh++)
                             for (int64_t ow = 0; ow < ow_n; ow++)
-                                s += (double)dy[((i * oh_n + oh) * ow_n + ow) * kt + k] *
+                                s += (double)DY(i, oh * ow_n + ow) *
                                      V(r, n, 1)[AT(x, i, k / kg * cg + c,
                                                    oh * a->stride[0] + p * a->dilation[0],
                                                    ow * a->stride[1] + q * a->dilation[1])];
@@ -779,10 +784,11 @@ static void tconv_bwd_filter(ref *r, const ir_node *n)
                 }
         for (int i = 0; i < r->n; i++)
             for (int64_t e = 0; e < oh_n * ow_n; e++)
-                bias += dy[(i * oh_n * ow_n + e) * kt + k];
+                bias += DY(i, e);
         if (n->nout > 1)
             r->val[n->out[1]][k] = (float)bias;
     }
+#undef DY
 }
 
 static void tdense(ref *r, const ir_node *n)
