@@ -196,14 +196,20 @@ static LLVMValueRef *emit_kernels(cg *c, const lprogram *p, int train, const spl
  * microsecond each) costs a few percent: ~0.5 ms on one core. */
 #define CHUNK_MIN_FLOPS 100000000LL
 
+/* Examples a chunk has at least: most kernels share out their loop over
+ * examples among the threads, and a chunk of 3 (what the cache alone asks
+ * of the benchmark's 64-channel 32x32 convolution) left one of two threads
+ * idle a third of the time. */
+#define CHUNK_MIN_EXAMPLES 16
+
 /* Examples per pass of the forward entry's kernels; the batch when it is
  * not worth splitting.  Layer after layer over a whole batch of 256, every
  * activation goes to memory and back (ResNet-8: 74 KiB per example for its
  * largest tensor); over a chunk that fits the L2 cache the next layer finds
  * its input there.  The chunk is as many examples as the largest
  * activation of one example fits in L2, or more where one example is so
- * little work that the hand-offs would dominate (LeNet-5: 120 examples;
- * ResNet-8: 14).  Measured on ResNet-8 at batch 256: 8-32 examples per
+ * little work that the hand-offs would dominate (LeNet-5: 119 examples),
+ * and at least CHUNK_MIN_EXAMPLES (ResNet-8: 16).  Measured on ResNet-8 at batch 256: 8-32 examples per
  * chunk all gave 5-25% more images/s than the whole batch at once. */
 static int64_t forward_chunk(const cnnc_unit *u)
 {
@@ -224,7 +230,7 @@ static int64_t forward_chunk(const cnnc_unit *u)
     int64_t by_cache = u->target.l2_bytes / largest;
     int64_t by_work = flops > 0 ? (CHUNK_MIN_FLOPS + flops - 1) / flops : u->net->batch;
     int64_t chunk = by_cache > by_work ? by_cache : by_work;
-    return chunk < 1 ? 1 : chunk;
+    return chunk < CHUNK_MIN_EXAMPLES ? CHUNK_MIN_EXAMPLES : chunk;
 }
 
 /* The forward pass's kernels run over the batch in chunks of `chunk`
