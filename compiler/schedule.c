@@ -61,6 +61,13 @@ static lstmt *flagged_loop(lprogram *p, lstmt *parent, const char *name, int64_t
     return f->body;
 }
 
+/* The innermost reduction loop of a tile is unrolled when it is this short
+ * (a 3x3 convolution's column taps): no loop control between three bodies
+ * of FMAs, and each tap's loads at constant offsets.  Measured on the 64-
+ * channel benchmark convolution: forward 15.2-16.3 -> 13.9-14.4 ms,
+ * backward-data 10% faster; ResNet-8 training 5%. */
+#define UNROLL_REDUCTION_MAX 3
+
 static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
 {
     int acc = lp_local_array(p, "acc", (int64_t)t->rows * t->cols * t->lanes);
@@ -82,8 +89,13 @@ static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
     }
     /* the reduction: acc += a[m] * b[j] */
     lstmt *body = parent;
-    for (int i = 0; i < t->nred; i++)
-        body = ls_for(p, body, t->red_name[i], t->red_extent[i], &red[i])->body;
+    for (int i = 0; i < t->nred; i++) {
+        lstmt *f = ls_for(p, body, t->red_name[i], t->red_extent[i], &red[i]);
+        if (i == t->nred - 1 && t->red_extent[i]->op == LX_INT &&
+            t->red_extent[i]->i <= UNROLL_REDUCTION_MAX)
+            f->flags |= LOOP_UNROLL;
+        body = f->body;
+    }
     rows = flagged_loop(p, body, "m", t->rows, LOOP_UNROLL, &m);
     lexpr *a = lx_load(p, t->a_buf, t->a_index(t->ctx, p, V(p, m), red));
     for (int j = 0; j < t->cols; j++) {
