@@ -61,10 +61,23 @@ static lstmt *flagged_loop(lprogram *p, lstmt *parent, const char *name, int64_t
     return f->body;
 }
 
+/* Whether a tile of rows x cols accumulators fits the vector registers with
+ * its operands and `spare` registers more: each reduction step holds the
+ * smaller side's operands (a spatial tile's rows weight broadcasts or cols
+ * input vectors) while the other side's stream through one more register.
+ * 4 x 7 = 28 accumulators plus 4 broadcasts and an input vector are 33 of
+ * AVX-512's 32: LLVM spilled five accumulators inside the innermost loop. */
+static int tile_fits(const lprogram *p, int64_t rows, int64_t cols, int spare)
+{
+    return rows * cols + (rows < cols ? rows : cols) + 1 + spare <= p->target->registers;
+}
+
 /* The innermost reduction loop of a tile is unrolled when it is this short
- * (a 3x3 convolution's column taps): no loop control between three bodies
- * of FMAs, and each tap's loads at constant offsets.  Measured on the 64-
- * channel benchmark convolution: forward 15.2-16.3 -> 13.9-14.4 ms,
+ * (a 3x3 convolution's column taps) and the tile leaves two registers for
+ * the next tap's operands (LLVM loads them early; a 14 x 2 tile spilled
+ * accumulators): no loop control between three bodies of FMAs, and each
+ * tap's loads at constant offsets.  Measured on the 64-channel benchmark
+ * convolution: forward 15.2-16.3 -> 13.9-14.4 ms,
  * backward-data 10% faster; ResNet-8 training 5%. */
 #define UNROLL_REDUCTION_MAX 3
 
@@ -92,7 +105,7 @@ static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
     for (int i = 0; i < t->nred; i++) {
         lstmt *f = ls_for(p, body, t->red_name[i], t->red_extent[i], &red[i]);
         if (i == t->nred - 1 && t->red_extent[i]->op == LX_INT &&
-            t->red_extent[i]->i <= UNROLL_REDUCTION_MAX)
+            t->red_extent[i]->i <= UNROLL_REDUCTION_MAX && tile_fits(p, t->rows, t->cols, 2))
             f->flags |= LOOP_UNROLL;
         body = f->body;
     }
@@ -134,16 +147,6 @@ static int tile_budget(const lprogram *p)
     return p->target->registers - 4;
 }
 
-/* Whether a tile of rows x cols accumulators fits the vector registers with
- * its operands: each reduction step holds the smaller side's operands (a
- * spatial tile's rows weight broadcasts or cols input vectors) while the
- * other side's stream through one more register.  4 x 7 = 28 accumulators plus 4
- * broadcasts and an input vector are 33 of AVX-512's 32: LLVM spilled five
- * accumulators to the stack inside the innermost loop. */
-static int tile_fits(const lprogram *p, int64_t rows, int64_t cols)
-{
-    return rows * cols + (rows < cols ? rows : cols) + 1 <= p->target->registers;
-}
 
 /* ---- convolution (forward, and backward-data after pack.c) ------------------------ */
 
@@ -343,7 +346,7 @@ static void sconv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int 
 static int sconv_cols(const lprogram *p, int rows, int64_t oh)
 {
     int64_t cols = 1;
-    while (cols < oh && tile_fits(p, rows, cols + 1))
+    while (cols < oh && tile_fits(p, rows, cols + 1, 0))
         cols++;
     return (int)cols;
 }
@@ -352,7 +355,7 @@ static int sconv_rows(const lprogram *p, int64_t kg, int64_t oh)
 {
     int best = 1;
     double best_score = 0;
-    for (int rows = 1; tile_fits(p, rows, 1) && rows <= kg; rows++) {
+    for (int rows = 1; tile_fits(p, rows, 1, 0) && rows <= kg; rows++) {
         int64_t cols = sconv_cols(p, rows, oh);
         double score = (double)(rows * cols) / (double)(rows + cols);
         if (kg % rows)
@@ -727,7 +730,7 @@ static void sfilter_shape(const lprogram *p, int64_t kg, int64_t T, int *rk_out,
 {
     int64_t best = -1;
     for (int64_t rk = 1; rk <= kg; rk++)
-        for (int64_t tc = 1; tc <= T && tile_fits(p, rk, tc); tc++) {
+        for (int64_t tc = 1; tc <= T && tile_fits(p, rk, tc, 0); tc++) {
             int64_t cost = 0;
             for (int64_t k0 = 0; k0 < kg; k0 += rk)
                 for (int64_t t0 = 0; t0 < T; t0 += tc)
