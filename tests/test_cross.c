@@ -71,16 +71,8 @@ static int sh(char **log, const char *fmt, ...)
     char full[8448];
     snprintf(full, sizeof full, "( %s ) > '%s' 2>&1", cmd, logpath);
     int status = system(full);
-    if (log) {
-        FILE *f = fopen(logpath, "r");
-        size_t cap = 1 << 16, len = 0;
-        *log = calloc(cap, 1);
-        if (f) {
-            len = fread(*log, 1, cap - 1, f);
-            fclose(f);
-        }
-        (*log)[len] = '\0';
-    }
+    if (log)
+        *log = tu_read_text(logpath, 1 << 16);
     free(logpath);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

@@ -38,34 +38,12 @@ static char *exe_path, *data_dir;
 /* Run the training program with args; stdout+stderr into *out. */
 static int run_exe(const char *const *args, char **out)
 {
-    char *outpath = tu_path("train-out.txt");
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(outpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        const char *argv[32] = {exe_path};
-        int n = 1;
-        for (; args[n - 1] && n < 31; n++)
-            argv[n] = args[n - 1];
-        argv[n] = NULL;
-        execv(exe_path, (char *const *)argv);
-        _exit(127);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    if (out) {
-        FILE *f = fopen(outpath, "r");
-        size_t cap = 1 << 16, len = 0;
-        *out = calloc(cap, 1);
-        if (f) {
-            len = fread(*out, 1, cap - 1, f);
-            fclose(f);
-        }
-        (*out)[len] = '\0';
-    }
-    free(outpath);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    const char *argv[32] = {exe_path};
+    int n = 1;
+    for (; args[n - 1] && n < 31; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    return tu_run(argv, out);
 }
 
 static void setup(void)

@@ -224,16 +224,21 @@ int tu_run(const char *const *argv, char **out)
     }
     int status = 0;
     waitpid(pid, &status, 0);
-    if (out) {
-        FILE *f = fopen(outpath, "r");
-        size_t cap = 1 << 20, len = 0;
-        *out = calloc(cap, 1);
-        if (f) {
-            len = fread(*out, 1, cap - 1, f);
-            fclose(f);
-        }
-        (*out)[len] = '\0';
-    }
+    if (out)
+        *out = tu_read_text(outpath, 1 << 20);
     free(outpath);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+char *tu_read_text(const char *path, size_t cap)
+{
+    char *text = calloc(cap, 1);
+    FILE *f = fopen(path, "r");
+    size_t len = 0;
+    if (f) {
+        len = fread(text, 1, cap - 1, f);
+        fclose(f);
+    }
+    text[len] = '\0';
+    return text;
 }

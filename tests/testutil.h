@@ -65,6 +65,9 @@ int tu_write_cifar_file(const char *path, int count, uint64_t seed);
 /* Run argv[0] with argv (NULL-terminated); stdout and stderr go to *out
  * (malloc'd, may be NULL).  Returns the exit status, -1 if it did not exit. */
 int tu_run(const char *const *argv, char **out);
+/* The first cap - 1 bytes of a file as a string (malloc'd; empty if the
+ * file cannot be read). */
+char *tu_read_text(const char *path, size_t cap);
 
 /* max |a - b| / max(max |b|, floor): the error of a against reference b. */
 double tu_rel_err(const float *a, const float *b, int64_t count, double floor);
