@@ -106,6 +106,24 @@ static int sgd_layout(const cnn_optim_config *c, const char **names)
  *   b = d (first step) | momentum * b + (1 - dampening) * d
  *   d = d + momentum * b (nesterov) | b
  *   p = p - lr * d */
+/* The loop of SGD with momentum, in a function of its own: restrict
+ * parameters let it vectorize without alias checks, and flags that arrive
+ * as ints (not inlined as 64-bit comparisons, which GCC's vectorizer turns
+ * down) become selects. */
+__attribute__((noinline)) static void sgd_momentum_pass(int64_t n, float *restrict p, const float *restrict g,
+                              float *restrict buf, float wd, float mom, float keep,
+                              float neg_lr, int decays, int first, int nesterov)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float pi = p[i], gi = g[i], bi = buf[i];
+        float d = decays ? gi + wd * pi : gi;
+        float b = first ? d : bi * mom + keep * d;
+        buf[i] = b;
+        d = nesterov ? d + mom * b : b;
+        p[i] = pi + neg_lr * d;
+    }
+}
+
 static void sgd_update(const cnn_optimizer *opt, int decay, int64_t n, float *p,
                        const float *g, float *const *state)
 {
@@ -114,26 +132,21 @@ static void sgd_update(const cnn_optimizer *opt, int decay, int64_t n, float *p,
     const float mom = (float)c->momentum;
     const float keep = (float)(1.0 - c->dampening);
     const float neg_lr = (float)-c->lr;
-    const int first = opt->steps == 0;
-    float *buf = opt->n_state > 0 ? state[0] : NULL;
+    const int first = opt->steps == 0, nesterov = c->nesterov, decays = wd != 0.0f;
+    float *restrict pr = p, *restrict buf = opt->n_state > 0 ? state[0] : NULL;
+    const float *restrict gr = g;
 
-    for (int64_t i = 0; i < n; i++) {
-        float d = g[i];
-        if (wd != 0.0f)
-            d = d + wd * p[i];
-        if (buf) {
-            float b;
-            if (first) {
-                b = d;
-            } else {
-                b = buf[i] * mom;
-                b = b + keep * d;
-            }
-            buf[i] = b;
-            d = c->nesterov ? d + mom * b : b;
+    /* invariant choices as selects between values loaded unconditionally:
+     * no branch in the loop, so it vectorizes */
+    if (!buf) {
+        for (int64_t i = 0; i < n; i++) {
+            float pi = pr[i], gi = gr[i];
+            float d = decays ? gi + wd * pi : gi;
+            pr[i] = pi + neg_lr * d;
         }
-        p[i] = p[i] + neg_lr * d;
+        return;
     }
+    sgd_momentum_pass(n, pr, gr, buf, wd, mom, keep, neg_lr, decays, first, nesterov);
 }
 
 /* ---- Adam and AdamW ------------------------------------------------------- */
@@ -170,6 +183,22 @@ static int adam_layout(const cnn_optim_config *c, const char **names)
  *   bc2_sqrt = sqrt(1 - beta2^t)
  *   denom = sqrt(v) / bc2_sqrt + eps
  *   p = p + (-step_size * m) / denom          (addcdiv_) */
+/* Adam's first pass: AdamW's shrink of p, Adam's weight decay, the
+ * moments (a function of its own, as sgd_momentum_pass). */
+__attribute__((noinline)) static void adam_moments(int64_t n, float *restrict p, const float *restrict g,
+                         float *restrict m, float *restrict v, int shrinks, float shrink,
+                         int decays, float wd, float b1, float one_b1, float b2, float one_b2)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float pi = p[i], gi = g[i];
+        pi = shrinks ? pi * shrink : pi;
+        gi = decays ? gi + wd * pi : gi;
+        p[i] = pi;
+        m[i] = m[i] * b1 + one_b1 * gi;
+        v[i] = v[i] * b2 + one_b2 * gi * gi;
+    }
+}
+
 static void adam_core(const cnn_optimizer *opt, int decoupled, int decay, int64_t n, float *p,
                       const float *g, float *const *state)
 {
@@ -183,22 +212,23 @@ static void adam_core(const cnn_optimizer *opt, int decoupled, int decay, int64_
     const float eps = (float)c->eps;
     const float wd = decay && !decoupled ? (float)c->weight_decay : 0.0f;
     const float shrink = (float)(1.0 - c->lr * c->weight_decay);
-    const int shrinks = decay && decoupled;
-    float *m = state[0], *v = state[1], *vmax = c->amsgrad ? state[2] : NULL;
+    const int shrinks = decay && decoupled, decays = wd != 0.0f;
+    float *restrict pr = p, *restrict m = state[0], *restrict v = state[1];
+    float *restrict vmax = c->amsgrad ? state[2] : NULL;
+    const float *restrict gr = g;
 
+    /* in passes without branches, so that each vectorizes; every element
+     * sees the same float operations in the same order as in one loop */
+    adam_moments(n, pr, gr, m, v, shrinks, shrink, decays, wd, b1, one_b1, b2, one_b2);
+    const float *restrict s = v;
+    if (vmax) {
+        for (int64_t i = 0; i < n; i++)
+            vmax[i] = max_nan(vmax[i], v[i]);
+        s = vmax;
+    }
     for (int64_t i = 0; i < n; i++) {
-        float gi = g[i];
-        if (shrinks)
-            p[i] = p[i] * shrink;
-        if (wd != 0.0f)
-            gi = gi + wd * p[i];
-        m[i] = m[i] * b1 + one_b1 * gi;
-        v[i] = v[i] * b2 + one_b2 * gi * gi;
-        float s = v[i];
-        if (vmax)
-            s = vmax[i] = max_nan(vmax[i], v[i]);
-        float denom = sqrtf(s) / bc2_sqrt + eps;
-        p[i] = p[i] + neg_step * m[i] / denom;
+        float denom = sqrtf(s[i]) / bc2_sqrt + eps;
+        pr[i] = pr[i] + neg_step * m[i] / denom;
     }
 }
 
@@ -259,30 +289,52 @@ static void rmsprop_update(const cnn_optimizer *opt, int decay, int64_t n, float
     const float mom = (float)c->momentum;
     const float neg_lr = (float)-c->lr;
     int k = 0;
-    float *sq = state[k++];
-    float *buf = c->momentum > 0 ? state[k++] : NULL;
-    float *ga = c->centered ? state[k++] : NULL;
+    float *restrict sq = state[k++];
+    float *restrict buf = c->momentum > 0 ? state[k++] : NULL;
+    float *restrict ga = c->centered ? state[k++] : NULL;
+    float *restrict pr = p;
+    const float *restrict gr = g;
+    const int decays = wd != 0.0f;
 
+    /* branch-free loops (invariant choices as selects between values
+     * loaded unconditionally), so that each vectorizes */
     for (int64_t i = 0; i < n; i++) {
-        float gi = g[i];
-        if (wd != 0.0f)
-            gi = gi + wd * p[i];
+        float pi = pr[i], gi = gr[i];
+        gi = decays ? gi + wd * pi : gi;
         sq[i] = sq[i] * alpha + one_alpha * gi * gi;
-        float avg;
-        if (ga) {
-            ga[i] = ga[i] * alpha + one_alpha * gi;
-            avg = sqrtf(sq[i] + -1.0f * ga[i] * ga[i]);
-        } else {
-            avg = sqrtf(sq[i]);
-        }
-        avg = avg + eps;
-        if (buf) {
-            buf[i] = buf[i] * mom + gi / avg;
-            p[i] = p[i] + neg_lr * buf[i];
-        } else {
-            p[i] = p[i] + neg_lr * gi / avg;
+    }
+    if (ga) { /* avg = sqrt(sq - ga^2), kept in ga */
+        for (int64_t i = 0; i < n; i++) {
+            float pi = pr[i], gi = gr[i];
+            gi = decays ? gi + wd * pi : gi;
+            float a = ga[i] * alpha + one_alpha * gi;
+            ga[i] = a;
         }
     }
+    /* the last pass written out for each of centered / not and momentum /
+     * not: a branch on a pointer that may be NULL cannot become a select */
+#define RMSPROP_PASS(AVG, UPDATE)                                              \
+    for (int64_t i = 0; i < n; i++) {                                          \
+        float pi = pr[i], gi = gr[i];                                          \
+        gi = decays ? gi + wd * pi : gi;                                       \
+        float avg = (AVG) + eps;                                               \
+        UPDATE;                                                                \
+    }
+#define CENTERED sqrtf(sq[i] + -1.0f * ga[i] * ga[i])
+#define MOMENTUM buf[i] = buf[i] * mom + gi / avg, pr[i] = pi + neg_lr * buf[i]
+#define PLAIN pr[i] = pi + neg_lr * gi / avg
+    if (ga && buf)
+        RMSPROP_PASS(CENTERED, MOMENTUM)
+    else if (ga)
+        RMSPROP_PASS(CENTERED, PLAIN)
+    else if (buf)
+        RMSPROP_PASS(sqrtf(sq[i]), MOMENTUM)
+    else
+        RMSPROP_PASS(sqrtf(sq[i]), PLAIN)
+#undef RMSPROP_PASS
+#undef CENTERED
+#undef MOMENTUM
+#undef PLAIN
 }
 
 /* ---- the table ------------------------------------------------------------ */
