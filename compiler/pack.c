@@ -290,9 +290,10 @@ static void rewrite_conv_bwd_filter(rewriter *w, int i, char *dead)
      * dy) where they fill the lanes at least as well as its channels, for
      * layers of more channels than a vector; x is then read at column
      * shifts of whole vectors, so stride 1 only.  Measured: the 64-channel
-     * benchmark convolution's weight gradient 15.3-16.9 -> 14.5-15.1 ms;
-     * ResNet-8's 16-channel layers 3% slower in the spatial form than in
-     * the channel form's 27 x 1 tiles, so they keep it. */
+     * benchmark convolution's weight gradient 21.3 -> 20.2 ms (medians of
+     * three runs, noisy); ResNet-8's 16-channel layers 3% slower in the
+     * spatial form than in the channel form's 27 x 1 tiles, so they keep
+     * it. */
     int spatial = kg > w->lanes && spatial_pays(w, kg, dy->shape.d[3], n->attr.stride);
     if (kg < 4 && !spatial)
         return;

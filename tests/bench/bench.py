@@ -199,7 +199,10 @@ def measure_conv(b):
     sos = []
     for net in CONV_NETS:
         so = os.path.join(b.outdir, net + ".so")
-        if not b.compile(os.path.join("tests", "bench", net + ".cnn"), so):
+        # the forward entry layer by layer over the whole batch, as the
+        # train step computes it: forward is subtracted from a train step
+        if not b.compile(os.path.join("tests", "bench", net + ".cnn"), so,
+                         "--forward-chunk", str(CONV["n"])):
             log("conv: %s does not compile; skipped" % net)
             return {}
         sos.append(so)
@@ -484,7 +487,9 @@ METHOD = """## How it is measured
   (tests/bench/conv_*.cnn; all end in global average pooling, a 64→10 dense layer and the
   loss):
   A = input→conv→tail, A0 = input→tail, B = input→batchnorm→conv→tail,
-  B0 = input→batchnorm→tail.  Then forward = fwd(A) − fwd(A0);
+  B0 = input→batchnorm→tail, compiled with `--forward-chunk 64` (the forward entry
+  over the whole batch, as the train step computes its forward pass, not in chunks).
+  Then forward = fwd(A) − fwd(A0);
   backward-weights = step(A) − step(A0) − forward (the conv is A's first layer, and cnnc
   computes no input gradient for it — `cnnc --emit ir` shows no backward-data kernel);
   backward-data = (step(B) − step(B0)) − (step(A) − step(A0)) (after a batch norm, which has
