@@ -53,12 +53,13 @@ extern const call_spec sema_initializers[];
  * reuse, values whose lifetimes do not overlap share memory; without, every
  * value gets its own.  Returns the arena size in bytes; with stats, also
  * the sum of all buffers and the most bytes alive at once (no plan can use
- * less). */
+ * less).  With `like` (and reuse), values named as one of like's take its
+ * offset where they can, so that kernels of both graphs match. */
 typedef struct plan_stats {
     int64_t arena, buffers, peak_live;
     int values;
 } plan_stats;
-int64_t memplan(ir_graph *g, int reuse, plan_stats *stats);
+int64_t memplan(ir_graph *g, int reuse, const ir_graph *like, plan_stats *stats);
 /* The layer table of cnnc --summary: the layers (the train graph before
  * rewrites), then FLOPs, kernels and what memory planning achieved. */
 void graph_summary(FILE *out, const ir_graph *layers, const ir_graph *train,
@@ -103,6 +104,9 @@ typedef struct cnnc_unit {
     ir_graph *infer;         /* forward in evaluation mode */
     lprogram *train_prog;
     lprogram *infer_prog;
+    int *same_as_train;      /* forward kernel -> the train kernel with the same
+                              * code (compiled once, called by both), or -1 */
+    int nsame;               /* how many forward kernels have one */
     int64_t train_arena;     /* bytes the train step needs */
     int64_t infer_arena;     /* bytes the forward pass needs */
     int64_t arena_bytes;     /* max of the two: one arena serves both */

@@ -144,15 +144,22 @@ static void plan_split(const cnnc_unit *u, int parts, split *sp)
     sp->parts = parts;
     for (int j = 0, at = 0; j < 2; j++) {
         sp->part[j] = calloc((size_t)progs[j]->nkernels + 1, sizeof(int));
-        for (int i = 0; i < progs[j]->nkernels; i++)
-            size[at++] = stmt_size(progs[j]->kernels[i].body);
+        for (int i = 0; i < progs[j]->nkernels; i++) {
+            int shared = j == 1 && u->same_as_train && u->same_as_train[i] >= 0;
+            size[at++] = shared ? -1 : stmt_size(progs[j]->kernels[i].body);
+            if (shared)
+                sp->part[j][i] = -1; /* the train kernel serves */
+        }
     }
+    size[total] = -1;
     load[0] = total / 2; /* part 0 also has the entry points */
-    for (int placed = 0; placed < total; placed++) {
+    for (;;) {
         int best = 0;
         for (int i = 1; i < total; i++)
             if (size[i] > size[best])
                 best = i;
+        if (size[best] < 0)
+            break;
         int lightest = 0;
         for (int q = 1; q < parts; q++)
             if (load[q] < load[lightest])
@@ -172,14 +179,19 @@ static void split_free(split *sp)
 }
 
 /* The kernels of program p (train or forward) for module `part`: defined
- * if they belong to it, declared if part 0 calls them from another. */
-static LLVMValueRef *emit_kernels(cg *c, const lprogram *p, int train, const split *sp, int part)
+ * if they belong to it, declared if part 0 calls them from another.  A
+ * forward kernel with the same code as a train kernel is that kernel
+ * (`train_k`, this module's train kernels). */
+static LLVMValueRef *emit_kernels(cg *c, const cnnc_unit *u, const lprogram *p, int train,
+                                  const split *sp, int part, LLVMValueRef *train_k)
 {
     LLVMValueRef *kernels = calloc((size_t)p->nkernels + 1, sizeof *kernels);
     for (int i = 0; i < p->nkernels; i++) {
         int home = sp->part[train ? 0 : 1][i];
         char *sym = symbol(train ? "train_k" : "fwd_k", i, p->kernels[i].name);
-        if (home == part) {
+        if (home < 0) {
+            kernels[i] = train_k[u->same_as_train[i]];
+        } else if (home == part) {
             kernels[i] = emit_kernel(c, p, &p->kernels[i], sym, sp->parts > 1);
         } else if (part == 0) {
             kernels[i] = LLVMAddFunction(c->mod, sym, c->kernel_fn);
@@ -425,8 +437,8 @@ static int build_module(cg *c, cnnc_unit *u, int with_main, const split *sp, int
     cg_types(c);
     if (target_setup(c, u->opt->target, u->opt->cpu, c->opt_level) != 0)
         return -1;
-    LLVMValueRef *train_k = emit_kernels(c, u->train_prog, 1, sp, part);
-    LLVMValueRef *fwd_k = emit_kernels(c, u->infer_prog, 0, sp, part);
+    LLVMValueRef *train_k = emit_kernels(c, u, u->train_prog, 1, sp, part, NULL);
+    LLVMValueRef *fwd_k = emit_kernels(c, u, u->infer_prog, 0, sp, part, train_k);
     if (part == 0) {
         char *train_name = malloc(strlen(u->net->name) + 16);
         char *fwd_name = malloc(strlen(u->net->name) + 16);
@@ -821,6 +833,9 @@ static int emit_linked(cnnc_unit *u, const char *path, int exe)
     if (u->opt->verbose)
         fprintf(stderr, "cnnc: LLVM: %d module%s on %d thread%s: %.3f s\n", sp.parts,
                 sp.parts > 1 ? "s" : "", nthreads, nthreads > 1 ? "s" : "", t1 - t0);
+    if (u->opt->verbose)
+        fprintf(stderr, "cnnc: forward pass: %d of its %d kernels are the train step's\n", u->nsame,
+                u->infer_prog->nkernels);
     int64_t chunk = forward_chunk(u);
     if (u->opt->verbose && chunk < u->net->batch)
         fprintf(stderr, "cnnc: forward pass in chunks of %" PRId64 " examples (of %d)\n", chunk,

@@ -14,6 +14,24 @@
 
 #include "cnnc.h"
 
+/* Which forward kernels have a train kernel with the same code: the two
+ * programs' forward layers lower alike, and memplan places the forward
+ * program's values at the train step's offsets, so most of them do.  -O0
+ * compiles each program on its own. */
+static void match_kernels(cnnc_unit *u)
+{
+    const lprogram *t = u->train_prog, *f = u->infer_prog;
+    u->same_as_train = arena_alloc(&u->a, sizeof(int) * (size_t)(f->nkernels + 1));
+    u->nsame = 0;
+    for (int i = 0; i < f->nkernels; i++) {
+        u->same_as_train[i] = -1;
+        for (int j = 0; j < t->nkernels && u->opt->opt_level >= 1 && u->same_as_train[i] < 0; j++)
+            if (strcmp(f->kernels[i].name, t->kernels[j].name) == 0 && lk_same(f, i, t, j))
+                u->same_as_train[i] = j;
+        u->nsame += u->same_as_train[i] >= 0;
+    }
+}
+
 int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE *diag_out)
 {
     memset(u, 0, sizeof *u);
@@ -63,8 +81,8 @@ int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE 
         graph_fuse(u->infer, report);
     }
     int reuse = opt->opt_level >= 1;
-    u->train_arena = memplan(u->train, reuse, &u->train_plan);
-    u->infer_arena = memplan(u->infer, reuse, &u->infer_plan);
+    u->train_arena = memplan(u->train, reuse, NULL, &u->train_plan);
+    u->infer_arena = memplan(u->infer, reuse, u->train, &u->infer_plan);
     u->arena_bytes = u->train_arena > u->infer_arena ? u->train_arena : u->infer_arena;
     u->train_prog = lower_graph(&u->a, u->train, fast ? &u->target : NULL);
     u->infer_prog = lower_graph(&u->a, u->infer, fast ? &u->target : NULL);
@@ -75,6 +93,7 @@ int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE 
             loop_unroll(progs[i]);
         }
     }
+    match_kernels(u);
     return 0;
 }
 

@@ -4,7 +4,8 @@
  * The builders fold integer constants and drop neutral operands (x + 0,
  * x * 1), so index expressions written plainly in lower.c come out as
  * simple as hand-written ones.  The printer (--emit loops) writes one
- * statement per line, indented, with buffers by name.
+ * statement per line, indented, with buffers by name.  lk_same compares
+ * two kernels node by node.
  */
 #include <inttypes.h>
 #include <string.h>
@@ -326,6 +327,90 @@ lstmt *ls_if(lprogram *p, lstmt *parent, lexpr *cond)
     s->then_s = ls_block(p);
     ls_append(p, parent, s);
     return s;
+}
+
+/* ---- comparing ---------------------------------------------------------------------- */
+
+/* Buffer i of pa (kernel index ka) and buffer j of pb (kernel kb) are the
+ * same memory to the code generator: the same kind and element type, at
+ * the same arena offset or params/grads element; stack arrays of the same
+ * size, each its own kernel's. */
+static int buf_same(const lprogram *pa, int i, int ka, const lprogram *pb, int j, int kb)
+{
+    const lbuf *x = &pa->bufs[i], *y = &pb->bufs[j];
+    if (x->kind != y->kind || x->type != y->type)
+        return 0;
+    switch (x->kind) {
+    case LB_ARENA:
+        return pa->g->values[x->value].offset == pb->g->values[y->value].offset;
+    case LB_PARAMS:
+    case LB_GRADS:
+        return x->offset == y->offset;
+    case LB_LOCAL:
+        return x->size == y->size && x->offset == ka && y->offset == kb;
+    default:
+        return 1;
+    }
+}
+
+typedef struct same_ctx {
+    const lprogram *pa, *pb;
+    int ka, kb;
+} same_ctx;
+
+static int expr_same(const same_ctx *c, const lexpr *x, const lexpr *y)
+{
+    if (!x || !y)
+        return x == y;
+    if (x->op != y->op || x->type != y->type || x->lanes != y->lanes || x->stride != y->stride ||
+        x->i != y->i || memcmp(&x->f, &y->f, sizeof x->f) != 0 || x->var != y->var)
+        return 0;
+    if (x->op == LX_LOAD && !buf_same(c->pa, x->buf, c->ka, c->pb, y->buf, c->kb))
+        return 0;
+    return expr_same(c, x->a, y->a) && expr_same(c, x->b, y->b) && expr_same(c, x->c, y->c);
+}
+
+static int stmt_same(const same_ctx *c, const lstmt *x, const lstmt *y)
+{
+    if (!x || !y)
+        return x == y;
+    if (x->kind != y->kind)
+        return 0;
+    switch (x->kind) {
+    case LS_BLOCK:
+        if (x->nitems != y->nitems)
+            return 0;
+        for (int i = 0; i < x->nitems; i++)
+            if (!stmt_same(c, x->items[i], y->items[i]))
+                return 0;
+        return 1;
+    case LS_FOR:
+        return x->var == y->var && x->flags == y->flags && expr_same(c, x->extent, y->extent) &&
+               stmt_same(c, x->body, y->body);
+    case LS_STORE:
+        return x->accumulate == y->accumulate && x->stride == y->stride &&
+               buf_same(c->pa, x->buf, c->ka, c->pb, y->buf, c->kb) &&
+               expr_same(c, x->index, y->index) && expr_same(c, x->value, y->value);
+    case LS_SET:
+        return x->var == y->var && expr_same(c, x->value, y->value);
+    case LS_IF:
+        return expr_same(c, x->cond, y->cond) && stmt_same(c, x->then_s, y->then_s) &&
+               stmt_same(c, x->else_s, y->else_s);
+    }
+    return 0;
+}
+
+int lk_same(const lprogram *pa, int ka, const lprogram *pb, int kb)
+{
+    const lkernel *a = &pa->kernels[ka], *b = &pb->kernels[kb];
+    if (a->tiled != b->tiled || a->nvars != b->nvars || pa->target != pb->target)
+        return 0;
+    for (int i = 0; i < a->nvars; i++)
+        if (a->vars[i].type != b->vars[i].type || a->vars[i].is_loop != b->vars[i].is_loop ||
+            a->vars[i].lanes != b->vars[i].lanes)
+            return 0;
+    same_ctx c = {pa, pb, ka, kb};
+    return stmt_same(&c, a->body, b->body);
 }
 
 /* ---- printing ----------------------------------------------------------------------- */

@@ -204,4 +204,9 @@ lstmt *ls_subst(lprogram *p, const lstmt *s, int var, lexpr *with);
 
 void lp_print(FILE *out, const lprogram *p);
 
+/* Whether kernel ka of pa and kernel kb of pb compile to the same code:
+ * the same statements over the same memory (arena buffers at the same
+ * offsets).  codegen.c compiles such a kernel once for both programs. */
+int lk_same(const lprogram *pa, int ka, const lprogram *pb, int kb);
+
 #endif

@@ -380,6 +380,84 @@ START_TEST(test_descriptor)
 }
 END_TEST
 
+/* No two arena values alive at the same time overlap: a value lives from
+ * the node that writes it to the last node that reads it or a view of it
+ * (the loss and logits to the end). */
+static void check_plan(const ir_graph *g)
+{
+    int nv = g->nvalues;
+    int *end = calloc((size_t)nv, sizeof *end);
+    for (int v = 0; v < nv; v++)
+        end[v] = g->values[v].producer;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i].nin; j++) {
+            int v = g->nodes[i].in[j];
+            while (g->values[v].alias >= 0)
+                v = g->values[v].alias;
+            if (end[v] < i)
+                end[v] = i;
+        }
+    int keep[2] = {g->loss, g->logits};
+    for (int k = 0; k < 2; k++)
+        if (keep[k] >= 0)
+            end[keep[k]] = g->nnodes;
+    for (int a = 0; a < nv; a++)
+        for (int b = a + 1; b < nv; b++) {
+            const ir_value *x = &g->values[a], *y = &g->values[b];
+            if (x->kind != VAL_ACT || y->kind != VAL_ACT || x->alias >= 0 || y->alias >= 0 ||
+                x->producer < 0 || y->producer < 0)
+                continue;
+            if (end[a] < y->producer || end[b] < x->producer)
+                continue; /* never alive together */
+            int64_t xs = ir_shape_size(x->shape) * 4, ys = ir_shape_size(y->shape) * 4;
+            ck_assert_msg(x->offset + xs <= y->offset || y->offset + ys <= x->offset,
+                          "%s and %s overlap in the arena", x->name, y->name);
+        }
+    free(end);
+}
+
+/* The forward program's values sit where the train step's do, so its
+ * kernels are compiled once: LeNet-5's all but the last (logits go to
+ * `out`), each pair the same code; both plans keep live values apart. */
+START_TEST(test_shared_kernels)
+{
+    char *text = read_file("examples/lenet5.cnn");
+    ck_assert_ptr_nonnull(text);
+    static const char *const expect_same[] = {"conv1", "conv2", "pool1", "fc1", "fc2"};
+    for (int level = 0; level <= 2; level += 2) {
+        cnnc_unit u;
+        cnnc_options opt;
+        memset(&opt, 0, sizeof opt);
+        opt.opt_level = level;
+        ck_assert_int_eq(tu_frontend(&u, &opt, "lenet5.cnn", text, NULL), 0);
+        check_plan(u.train);
+        check_plan(u.infer);
+        const lprogram *f = u.infer_prog, *t = u.train_prog;
+        if (level == 0) { /* no reuse, no shared offsets */
+            ck_assert_int_eq(u.nsame, 0);
+            cnnc_unit_free(&u);
+            continue;
+        }
+        ck_assert_int_eq(u.nsame, f->nkernels - 1);
+        for (int i = 0; i < f->nkernels; i++) {
+            int j = u.same_as_train[i];
+            if (j >= 0)
+                ck_assert(lk_same(f, i, t, j) && lk_same(t, j, f, i));
+        }
+        for (int k = 0; k < 5; k++) {
+            int found = 0;
+            for (int i = 0; i < f->nkernels; i++)
+                found |= strcmp(f->kernels[i].name, expect_same[k]) == 0 && u.same_as_train[i] >= 0;
+            ck_assert_msg(found, "forward kernel %s is not the train step's", expect_same[k]);
+        }
+        /* A kernel is not the same as a different one. */
+        ck_assert(!lk_same(t, 0, t, 1));
+        cnnc_unit_free(&u);
+    }
+    free(text);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("compile");
@@ -398,6 +476,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_fusion_graph);
     tcase_add_test(tc, test_forward_chunks);
     tcase_add_test(tc, test_descriptor);
+    tcase_add_test(tc, test_shared_kernels);
     suite_add_tcase(s, tc);
     return s;
 }
