@@ -58,6 +58,7 @@ extern const call_spec sema_initializers[];
 typedef struct plan_stats {
     int64_t arena, buffers, peak_live;
     int values;
+    int like;      /* placed like another graph's values (see memplan.c) */
 } plan_stats;
 int64_t memplan(ir_graph *g, int reuse, const ir_graph *like, plan_stats *stats);
 /* The layer table of cnnc --summary: the layers (the train graph before

@@ -701,6 +701,12 @@ static void print_plan(FILE *out, const char *what, const plan_stats *s)
     human_bytes(arena_s, sizeof arena_s, s->arena);
     human_bytes(buf_s, sizeof buf_s, s->buffers);
     human_bytes(peak_s, sizeof peak_s, s->peak_live);
+    if (s->like) { /* memplan.c: at the train step's offsets, in its arena */
+        fprintf(out, "%s %d buffers of %s in all, most alive at once %s, placed where the train "
+                     "step's are (so that both share kernels), within %s\n",
+                what, s->values, buf_s, peak_s, arena_s);
+        return;
+    }
     fprintf(out, "%s arena %s for %d buffers of %s in all (%.1fx reuse); most alive at once %s "
                  "(the plan is %.0f%% of optimal)\n",
             what, arena_s, s->values, buf_s, s->arena ? (double)s->buffers / (double)s->arena : 0,

@@ -158,7 +158,7 @@ int64_t memplan(ir_graph *g, int reuse, const ir_graph *like, plan_stats *stats)
         if (g->values[v].kind == VAL_ACT && g->values[v].alias >= 0)
             g->values[v].offset = g->values[base_of(g, v)].offset;
     if (stats) {
-        *stats = (plan_stats){align64(total), 0, 0, count};
+        *stats = (plan_stats){align64(total), 0, 0, count, like && reuse};
         for (int i = 0; i < count; i++)
             stats->buffers += iv[i].size;
         for (int t = 0; t <= g->nnodes; t++) {
