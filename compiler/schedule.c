@@ -508,6 +508,9 @@ typedef struct filter_ctx {
     lexpr *bias_off;  /* and of its bias gradient in bdb */
     lexpr *first;     /* first example of the part */
     lexpr *red_n;     /* examples in the part */
+    int64_t k_step, tap_step; /* element (k, tap) at out_off + k*k_step + tap*tap_step:
+                               * [K][taps] in the gradient itself, [taps][K] in the
+                               * parts, so that a vector of channels is one store */
 } filter_ctx;
 
 static lexpr *filter_bias_at(const void *vc, lprogram *p, int j, lexpr *v)
@@ -553,6 +556,13 @@ static lexpr *filter_b(const void *vc, lprogram *p, int j, const int *red)
     return lx_add(p, lx_mul(p, pixel, I(p, c->kt)), lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)));
 }
 
+/* Where gradient element (k, tap) of this part goes in c->bout. */
+static lexpr *filter_at(const filter_ctx *c, lprogram *p, lexpr *k, lexpr *tap)
+{
+    return lx_add(p, c->out_off, lx_add(p, lx_mul(p, k, I(p, c->k_step)),
+                                        lx_mul(p, tap, I(p, c->tap_step))));
+}
+
 static void filter_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int j, lexpr *v,
                          lexpr *acc)
 {
@@ -561,8 +571,7 @@ static void filter_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int
     lexpr *ch, *r, *s;
     filter_tap(c, p, m, &ch, &r, &s);
     lexpr *tap = lx_madd(p, lx_madd(p, ch, c->R, r), c->S, s);
-    ls_store(p, body, c->bout, lx_add(p, c->out_off, lx_add(p, lx_mul(p, k, I(p, c->taps)), tap)),
-             acc, 0);
+    ls_store(p, body, c->bout, filter_at(c, p, k, tap), acc, 0);
 }
 
 /* The weight gradients of output channels [k0, k0 + cols*lanes): tiles of
@@ -711,7 +720,7 @@ static void sfilter_emit(lprogram *p, lstmt *parent, const filter_ctx *c, const 
             continue;
         }
         lexpr *tap = lx_madd(p, t->ch, c->R * c->S, I(p, t->t0 + j));
-        ls_store(p, r, c->bout, lx_add(p, c->out_off, lx_madd(p, k, c->taps, tap)), sum, 0);
+        ls_store(p, r, c->bout, filter_at(c, p, k, tap), sum, 0);
     }
 }
 
@@ -798,7 +807,7 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
     filter_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]),
                     x->shape.d[1], x->shape.d[2], x->shape.d[3], dw->shape.d[0],
                     0, 0, 0, 0, 0, a->kernel[0], a->kernel[1], 0, NULL, NULL, 0, 0, 0, -1,
-                    -1, NULL, NULL, NULL, NULL};
+                    -1, NULL, NULL, NULL, NULL, 0, 0};
     const ir_value *dyv = a->spatial ? &p->g->values[n->in[0]]
                                      : &p->g->values[p->g->nodes[p->g->values[n->in[0]].producer].in[0]];
     c.oh = dyv->shape.d[2];
@@ -819,6 +828,8 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
     lstmt *body = k->body;
     c.bdb = has_bias ? lp_buf(p, n->out[1]) : -1;
     c.out_off = c.bias_off = I(p, 0);
+    c.k_step = c.taps;
+    c.tap_step = 1;
     c.first = I(p, 0);
     c.red_n = lx_n(p);
     if (a->split > 0) {
@@ -829,6 +840,8 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
                          c.first);
         c.bout = parts;
         c.out_off = lx_mul(p, V(p, q), I(p, per));
+        c.k_step = 1;
+        c.tap_step = c.kt;
         if (has_bias) {
             c.bdb = parts;
             c.bias_off = lx_add(p, c.out_off, I(p, wsize));
@@ -856,16 +869,22 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
     }
     if (a->split <= 0)
         return;
-    /* the parts' sums, added in part order */
-    int parts = lp_buf(p, n->out[n->nout - 1]), e;
-    for (int which = 0; which < (has_bias ? 2 : 1); which++) {
-        int64_t count = which ? c.kt : wsize, at = which ? wsize : 0;
-        lstmt *l = loop_par(p, k->body, "e", count, &e);
-        lexpr *sum = lx_load(p, parts, lx_add(p, V(p, e), I(p, at)));
-        for (int part = 1; part < split; part++)
-            sum = lx_add(p, sum, lx_load(p, parts, lx_add(p, V(p, e), I(p, part * per + at))));
-        ls_store(p, l, which ? lp_buf(p, n->out[1]) : lp_buf(p, n->out[0]), V(p, e), sum, 0);
-    }
+    /* the parts' sums, added in part order: the weight gradient's from
+     * [taps][K] to [K][taps], then the bias's */
+    int parts = lp_buf(p, n->out[n->nout - 1]), kv, tv, e;
+    lstmt *l = loop(p, loop_par(p, k->body, "k", c.kt, &kv), "t", c.taps, &tv);
+    lexpr *at = lx_madd(p, V(p, tv), c.kt, V(p, kv));
+    lexpr *sum = lx_load(p, parts, at);
+    for (int part = 1; part < split; part++)
+        sum = lx_add(p, sum, lx_load(p, parts, lx_add(p, at, I(p, part * per))));
+    ls_store(p, l, lp_buf(p, n->out[0]), lx_madd(p, V(p, kv), c.taps, V(p, tv)), sum, 0);
+    if (!has_bias)
+        return;
+    l = loop_par(p, k->body, "e", c.kt, &e);
+    sum = lx_load(p, parts, lx_add(p, V(p, e), I(p, wsize)));
+    for (int part = 1; part < split; part++)
+        sum = lx_add(p, sum, lx_load(p, parts, lx_add(p, V(p, e), I(p, part * per + wsize))));
+    ls_store(p, l, lp_buf(p, n->out[1]), V(p, e), sum, 0);
 }
 
 /* ---- dense ----------------------------------------------------------------------------- */
