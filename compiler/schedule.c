@@ -648,6 +648,7 @@ typedef struct sfilter_tile {
     lexpr *k0;        /* first output channel (in the group) */
     lexpr *ch;        /* input channel (in the group); NULL: the bias (x = 1) */
     int64_t t0;       /* first tap r*S + s */
+    lexpr *i;         /* the example (in the part) the tile sums over */
 } sfilter_tile;
 
 /* dy[first + i, g*kg + k, oh, col] */
@@ -661,7 +662,7 @@ static lexpr *sfilter_dy(const filter_ctx *c, lprogram *p, lexpr *i, lexpr *k, l
 static void sfilter_emit(lprogram *p, lstmt *parent, const filter_ctx *c, const sfilter_tile *t)
 {
     const ir_attrs *a = &c->n->attr;
-    int lanes = p->target->lanes, m, v, i, oh, ov;
+    int lanes = p->target->lanes, m, v, oh, ov;
     int64_t width[2] = {c->ow / lanes ? lanes : 0, c->ow % lanes};
     int acc[2];
     for (int k = 0; k < 2; k++) {
@@ -674,8 +675,7 @@ static void sfilter_emit(lprogram *p, lstmt *parent, const filter_ctx *c, const 
             ls_store(p, l, acc[k], lx_madd(p, lx_madd(p, V(p, m), t->tc, I(p, j)), width[k], V(p, v)),
                      lx_float(p, 0), 0);
         }
-        lstmt *b = ls_for(p, parent, "i", c->red_n, &i)->body;
-        b = loop(p, b, "oh", c->oh, &oh);
+        lstmt *b = loop(p, parent, "oh", c->oh, &oh);
         lexpr *col0 = I(p, c->ow / lanes * lanes);
         if (k == 0) {
             b = loop(p, b, "ov", c->ow / lanes, &ov);
@@ -685,14 +685,14 @@ static void sfilter_emit(lprogram *p, lstmt *parent, const filter_ctx *c, const 
         for (int j = 0; j < t->tc; j++) {
             lstmt *l = flagged_loop(p, r, "v", width[k], LOOP_VECTOR, &v);
             lexpr *col = lx_add(p, col0, V(p, v));
-            lexpr *dy = lx_load(p, c->bdy, sfilter_dy(c, p, V(p, i), lx_add(p, t->k0, V(p, m)),
+            lexpr *dy = lx_load(p, c->bdy, sfilter_dy(c, p, t->i, lx_add(p, t->k0, V(p, m)),
                                                       V(p, oh), col));
             lexpr *x = lx_float(p, 1);
             if (t->ch) {
                 int64_t tap = t->t0 + j, r0 = tap / c->S, s0 = tap % c->S;
                 dims d = {c->ct, c->hp, c->wp};
                 x = lx_load(p, c->bx,
-                            at4(p, d, lx_add(p, c->first, V(p, i)),
+                            at4(p, d, lx_add(p, c->first, t->i),
                                 lx_madd(p, V(p, c->g_var), c->cg, t->ch),
                                 lx_add(p, V(p, oh), I(p, r0 * a->dilation[0])),
                                 lx_add(p, col, I(p, s0 * a->dilation[1]))));
@@ -716,11 +716,11 @@ static void sfilter_emit(lprogram *p, lstmt *parent, const filter_ctx *c, const 
             sum = sum ? lx_add(p, sum, V(p, part)) : V(p, part);
         }
         if (!t->ch) {
-            ls_store(p, r, c->bdb, lx_add(p, c->bias_off, k), sum, 0);
+            ls_store(p, r, c->bdb, lx_add(p, c->bias_off, k), sum, 1);
             continue;
         }
         lexpr *tap = lx_madd(p, t->ch, c->R * c->S, I(p, t->t0 + j));
-        ls_store(p, r, c->bout, filter_at(c, p, k, tap), sum, 0);
+        ls_store(p, r, c->bout, filter_at(c, p, k, tap), sum, 1);
     }
 }
 
@@ -759,17 +759,28 @@ static void sfilter_shape(const lprogram *p, int64_t kg, int64_t T, int *rk_out,
  * rest), each over every input channel's runs of tc taps, and the bias. */
 static void sfilter_all(lprogram *p, lstmt *parent, filter_ctx *c)
 {
-    int rk = 1, tc = 1, kb, ch, kk;
+    int rk = 1, tc = 1, kb, ch, kk, m, tap, ex;
     int64_t T = (int64_t)c->R * c->S;
     sfilter_shape(p, c->kg, T, &rk, &tc);
+    /* The group's sums start at zero; each example's tiles add to them. */
+    lstmt *z = loop(p, parent, "m", c->kg, &m);
+    lexpr *k = lx_madd(p, V(p, c->g_var), c->kg, V(p, m));
+    lstmt *zt = loop(p, z, "t", c->taps, &tap);
+    ls_store(p, zt, c->bout, filter_at(c, p, k, V(p, tap)), lx_float(p, 0), 0);
+    if (c->bdb >= 0)
+        ls_store(p, z, c->bdb, lx_add(p, c->bias_off, k), lx_float(p, 0), 0);
+    /* Example by example: its dy rows for a block of output channels stay
+     * in L1 while every input channel's tiles read them (over the part's
+     * examples at once, every tile streamed them from L2 again). */
+    lstmt *each = ls_for(p, parent, "i", c->red_n, &ex)->body;
     for (int part = 0; part < 2; part++) {
         int64_t blocks = part == 0 ? c->kg / rk : (c->kg % rk ? 1 : 0);
         if (!blocks)
             continue;
-        lstmt *b = parent;
-        sfilter_tile t = {part == 0 ? rk : (int)(c->kg % rk), 0, NULL, NULL, 0};
+        lstmt *b = each;
+        sfilter_tile t = {part == 0 ? rk : (int)(c->kg % rk), 0, NULL, NULL, 0, V(p, ex)};
         if (part == 0) {
-            b = loop(p, parent, "kb", blocks, &kb);
+            b = loop(p, each, "kb", blocks, &kb);
             t.k0 = lx_mul(p, V(p, kb), I(p, rk));
         } else {
             t.k0 = I(p, c->kg / rk * rk);
@@ -788,10 +799,10 @@ static void sfilter_all(lprogram *p, lstmt *parent, filter_ctx *c)
         int64_t blocks = part == 0 ? c->kg / rows : (c->kg % rows ? 1 : 0);
         if (!blocks)
             continue;
-        sfilter_tile t = {part == 0 ? rows : (int)(c->kg % rows), 1, NULL, NULL, 0};
-        lstmt *b = parent;
+        sfilter_tile t = {part == 0 ? rows : (int)(c->kg % rows), 1, NULL, NULL, 0, V(p, ex)};
+        lstmt *b = each;
         if (part == 0) {
-            b = loop(p, parent, "kk", blocks, &kk);
+            b = loop(p, each, "kk", blocks, &kk);
             t.k0 = lx_mul(p, V(p, kk), I(p, rows));
         } else {
             t.k0 = I(p, c->kg / rows * rows);
