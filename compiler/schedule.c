@@ -377,21 +377,27 @@ static void sconv_channels(lprogram *p, lstmt *parent, sconv_ctx *c, lexpr *k0, 
     tile_spec t = {c, c->bw, c->bx, lanes, rows, cols, 3,
                    {I(p, c->cg), I(p, c->R), I(p, c->S)}, {"c", "r", "s"},
                    sconv_a, sconv_b, sconv_init, sconv_store, -1, NULL};
-    /* output rows in groups of cols (then the rest), and in each row the
-     * columns as whole vectors (then the rest in a narrower one) */
+    /* output rows in groups as even as the register budget allows (32
+     * rows in 6-row tiles: 6, 6, 5, 5, 5, 5, not 6 x 5 and a 2-row tile of
+     * a third of the accumulators), and in each row the columns as whole
+     * vectors (then the rest in a narrower one) */
+    int64_t ntiles = (c->oh + cols - 1) / cols, big = (c->oh + ntiles - 1) / ntiles;
+    int64_t nbig = c->oh - (big - 1) * ntiles;
     int oht, owt;
     for (int part = 0; part < 2; part++) {
-        int64_t groups = part == 0 ? c->oh / cols : (c->oh % cols ? 1 : 0);
+        int64_t groups = part == 0 ? nbig : ntiles - nbig;
         if (!groups)
             continue;
+        int64_t size = part == 0 ? big : big - 1;
         lstmt *rb = parent;
-        if (part == 0) {
+        lexpr *first = part == 0 ? I(p, 0) : I(p, nbig * big);
+        if (groups > 1) {
             rb = ls_for(p, parent, "oht", I(p, groups), &oht)->body;
-            c->oh0 = lx_mul(p, V(p, oht), I(p, cols));
+            c->oh0 = lx_madd(p, V(p, oht), size, first);
         } else {
-            c->oh0 = I(p, c->oh / cols * cols);
+            c->oh0 = first;
         }
-        t.cols = part == 0 ? cols : (int)(c->oh % cols);
+        t.cols = (int)size;
         if (c->ow / lanes > 0) {
             lstmt *cb = ls_for(p, rb, "owt", I(p, c->ow / lanes), &owt)->body;
             c->ow0 = lx_mul(p, V(p, owt), I(p, lanes));
