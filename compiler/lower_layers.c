@@ -109,20 +109,12 @@ typedef struct bn_terms {
     lexpr *mean; /* float */
 } bn_terms;
 
-/* x; (x - mean)^2 */
-static lexpr *bn_x_term(lprogram *p, const void *ctx, int j, lexpr *at)
+/* x - K; (x - K)^2 (t->mean holds the shift K) */
+static lexpr *bn_shifted_term(lprogram *p, const void *ctx, int j, lexpr *at)
 {
     const bn_terms *t = ctx;
-    (void)j;
-    return lx_load(p, t->bx, at);
-}
-
-static lexpr *bn_dev2_term(lprogram *p, const void *ctx, int j, lexpr *at)
-{
-    const bn_terms *t = ctx;
-    (void)j;
     lexpr *dev = lx_sub(p, lx_load(p, t->bx, at), t->mean);
-    return lx_mul(p, dev, dev);
+    return j == 0 ? dev : lx_mul(p, dev, dev);
 }
 
 /* dy, then (x - mean) * dy */
@@ -153,14 +145,19 @@ void lower_batchnorm(lprogram *p, const ir_node *n)
     lexpr *at;
     lstmt *r;
     bn_terms terms = {bx, -1, NULL};
-    if (p->target) { /* vectorized: the mean, then the squared deviations from it */
-        channel_sums(p, b, d, c, 1, bn_x_term, &terms, &sum);
-        ls_set(p, b, mean, lx_div(p, V(p, sum), V(p, count)));
-        int mean_f = lp_var(p, "mean_f", LT_FLOAT, 0);
-        ls_set(p, b, mean_f, flt(p, V(p, mean)));
-        terms.mean = V(p, mean_f);
-        ls_set(p, b, sum, lx_double(p, 0));
-        channel_sums(p, b, d, c, 1, bn_dev2_term, &terms, &sum);
+    if (p->target) {
+        /* Vectorized, one pass over x instead of two: the sums of x - K and
+         * (x - K)^2, K the channel's first element.  K lies within the
+         * data, so sum((x-K)^2) - sum(x-K)^2/M does not cancel the way
+         * sum(x^2) - M*mean^2 can (the shifted-data variance). */
+        int shift = lp_var(p, "shift", LT_FLOAT, 0), sq = lp_var(p, "sq", LT_DOUBLE, 0);
+        ls_set(p, b, shift, lx_load(p, bx, lx_mul(p, V(p, c), I(p, d.h * d.w))));
+        ls_set(p, b, sq, lx_double(p, 0));
+        terms.mean = V(p, shift);
+        int sums[2] = {sum, sq};
+        channel_sums(p, b, d, c, 2, bn_shifted_term, &terms, sums);
+        ls_set(p, b, mean, lx_add(p, dbl(p, V(p, shift)), lx_div(p, V(p, sum), V(p, count))));
+        ls_set(p, b, sum, lx_sub(p, V(p, sq), lx_div(p, lx_mul(p, V(p, sum), V(p, sum)), V(p, count))));
     } else {
         r = channel_loop(p, b, d, c, &at);
         ls_set(p, r, sum, lx_add(p, V(p, sum), dbl(p, lx_load(p, bx, at))));
