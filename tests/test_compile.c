@@ -455,6 +455,21 @@ START_TEST(test_shared_kernels)
         cnnc_unit_free(&u);
     }
     free(text);
+    /* Every test network's plans keep live values apart, and every shared
+     * kernel is the same code. */
+    for (int i = 0; i < test_net_count; i++) {
+        cnnc_unit u;
+        cnnc_options opt;
+        memset(&opt, 0, sizeof opt);
+        opt.opt_level = 2;
+        ck_assert_int_eq(tu_frontend(&u, &opt, test_nets[i].name, test_nets[i].text, NULL), 0);
+        check_plan(u.train);
+        check_plan(u.infer);
+        for (int k = 0; k < u.infer_prog->nkernels; k++)
+            if (u.same_as_train[k] >= 0)
+                ck_assert(lk_same(u.infer_prog, k, u.train_prog, u.same_as_train[k]));
+        cnnc_unit_free(&u);
+    }
 }
 END_TEST
 
