@@ -92,6 +92,8 @@ static void llvm_options(void)
     atexit(LLVMShutdown);    /* prints the code generator's -time-passes report */
 }
 
+/* The two targets cnnc knows (target_describe), not all of LLVM's: cnnc
+ * links only their static libraries (Makefile, LLVM_COMPONENTS). */
 static void init_once(void)
 {
     LLVMInitializeX86TargetInfo();
