@@ -101,7 +101,8 @@ static char *symbol(const char *prefix, int index, const char *name)
 /* A large module is built as several (PARTS_PER_THREAD per thread, a
  * thread per CPU), each optimized and compiled to an object by whichever
  * thread is free (each with its own LLVM context), and linked together:
- * LLVM's time is spent per function, so this divides the compile time.  Part 0 holds the entry points, the descriptor and main();
+ * LLVM's time is spent per function, so this divides the compile time.
+ * Part 0 holds the entry points, the descriptor and main();
  * kernels go to parts by size (the number of loop IR statements, after
  * unrolling: what LLVM will chew on), largest first to the lightest part.
  * Kernels outside part 0 are external with hidden visibility.  A kernel's
@@ -202,8 +203,6 @@ static LLVMValueRef *emit_kernels(cg *c, const cnnc_unit *u, const lprogram *p, 
     return kernels;
 }
 
-/* Emit the entry point `ret name(ptr ctx, ptr a, ptr b, i32 n)`: clamp n,
- * build the frame, run the kernels of p.  Train steps return the loss. */
 /* Work (floating-point operations) a chunk of the forward pass should
  * have at least, so that handing its kernels to the threads (about a
  * microsecond each) costs a few percent: ~0.5 ms on one core. */
@@ -222,8 +221,9 @@ static LLVMValueRef *emit_kernels(cg *c, const cnnc_unit *u, const lprogram *p, 
  * its input there.  The chunk is as many examples as the largest
  * activation of one example fits in L2, or more where one example is so
  * little work that the hand-offs would dominate (LeNet-5: 119 examples),
- * and at least CHUNK_MIN_EXAMPLES (ResNet-8: 16).  Measured on ResNet-8 at batch 256: 8-32 examples per
- * chunk all gave 5-25% more images/s than the whole batch at once. */
+ * and at least CHUNK_MIN_EXAMPLES (ResNet-8: 16).  Measured on ResNet-8 at
+ * batch 256: 8-32 examples per chunk all gave 5-25% more images/s than the
+ * whole batch at once. */
 static int64_t forward_chunk(const cnnc_unit *u)
 {
     if (u->opt->forward_chunk > 0)
@@ -286,6 +286,9 @@ static void emit_chunked_calls(cg *c, const cnnc_unit *u, LLVMValueRef fn, LLVMV
     LLVMBuildRetVoid(b);
 }
 
+/* Emit the entry point `ret name(ptr ctx, ptr a, ptr b, i32 n)`: clamp n,
+ * build the frame, run the kernels of p (the forward pass in chunks, see
+ * forward_chunk).  Train steps return the loss. */
 static void emit_entry(cg *c, const cnnc_unit *u, const lprogram *p, const char *name, int train,
                        LLVMValueRef *kernels)
 {
@@ -830,12 +833,12 @@ static int emit_linked(cnnc_unit *u, const char *path, int exe)
         if (jobs[i].rc != 0)
             rc = -1;
     double t1 = cnnc_seconds();
-    if (u->opt->verbose)
+    if (u->opt->verbose) {
         fprintf(stderr, "cnnc: LLVM: %d module%s on %d thread%s: %.3f s\n", sp.parts,
                 sp.parts > 1 ? "s" : "", nthreads, nthreads > 1 ? "s" : "", t1 - t0);
-    if (u->opt->verbose)
         fprintf(stderr, "cnnc: forward pass: %d of its %d kernels are the train step's\n", u->nsame,
                 u->infer_prog->nkernels);
+    }
     int64_t chunk = forward_chunk(u);
     if (u->opt->verbose && chunk < u->net->batch)
         fprintf(stderr, "cnnc: forward pass in chunks of %" PRId64 " examples (of %d)\n", chunk,

@@ -23,9 +23,10 @@ static void match_kernels(cnnc_unit *u)
     const lprogram *t = u->train_prog, *f = u->infer_prog;
     u->same_as_train = arena_alloc(&u->a, sizeof(int) * (size_t)(f->nkernels + 1));
     u->nsame = 0;
+    int fast = u->opt->opt_level >= 1;
     for (int i = 0; i < f->nkernels; i++) {
         u->same_as_train[i] = -1;
-        for (int j = 0; j < t->nkernels && u->opt->opt_level >= 1 && u->same_as_train[i] < 0; j++)
+        for (int j = 0; fast && j < t->nkernels && u->same_as_train[i] < 0; j++)
             if (strcmp(f->kernels[i].name, t->kernels[j].name) == 0 && lk_same(f, i, t, j))
                 u->same_as_train[i] = j;
         u->nsame += u->same_as_train[i] >= 0;

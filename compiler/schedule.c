@@ -147,7 +147,6 @@ static int tile_budget(const lprogram *p)
     return p->target->registers - 4;
 }
 
-
 /* ---- convolution (forward, and backward-data after pack.c) ------------------------ */
 
 typedef struct conv_ctx {
