@@ -66,6 +66,11 @@ typedef struct ir_attrs {
     int split;       /* TCONV_BWD_FILTER: batch parts summed in order (pack.c) */
     int mode;        /* PACK_WEIGHTS: PACK_FORWARD or PACK_FLIPPED */
     int post;        /* epilogue fused into the node (fuse.c): POST_* flags */
+    int out_pad[4];  /* BATCHNORM_BWD: dx is written inside a zero border of
+                      * top, left, bottom, right (pack.c: the pad its consumer
+                      * needed, taken over) */
+    int in_pad[4];   /* TRANSPOSE_NHWC, TCONV_BWD_FILTER (spatial): input 0 is
+                      * such a bordered buffer, read inside the border */
 } ir_attrs;
 
 /* Epilogues (fuse.c), applied in this order to each output element y of

@@ -36,6 +36,39 @@ static lstmt *channel_loop(lprogram *p, lstmt *parent, dims d, int c, lexpr **at
     return b;
 }
 
+/* channel_loop for an output written inside a zero border pad[4] (top,
+ * left, bottom, right; pack.c's absorb_pads): the border of channel c is
+ * zeroed here, and the body runs for the d.h x d.w elements inside, *at
+ * their flat index in d (the inputs) and *out in the bordered output by. */
+static lstmt *bordered_loop(lprogram *p, lstmt *parent, dims d, const int pad[4], int c, int by,
+                            lexpr **at, lexpr **out)
+{
+    dims y = {d.c, d.h + pad[0] + pad[2], d.w + pad[1] + pad[3]};
+    int i, h, w;
+    lstmt *b = ls_for(p, parent, "i", lx_n(p), &i)->body;
+    b = loop(p, b, "h", y.h, &h);
+    lexpr *xh = lx_sub(p, V(p, h), I(p, pad[0]));
+    lstmt *inside = ls_if(p, b, lx_in_range(p, xh, d.h));
+    inside->else_s = ls_block(p);
+    lstmt *lw = loop(p, inside->else_s, "w", y.w, &w);
+    ls_store(p, lw, by, at4(p, y, V(p, i), V(p, c), V(p, h), V(p, w)), lx_float(p, 0), 0);
+    int64_t from[2] = {0, pad[1] + d.w}, width[2] = {pad[1], pad[3]};
+    for (int k = 0; k < 2; k++) {
+        lw = loop(p, inside->then_s, "w", width[k], &w);
+        ls_store(p, lw, by, at4(p, y, V(p, i), V(p, c), V(p, h), lx_add(p, V(p, w), I(p, from[k]))),
+                 lx_float(p, 0), 0);
+    }
+    lw = loop(p, inside->then_s, "w", d.w, &w);
+    *at = at4(p, d, V(p, i), V(p, c), xh, V(p, w));
+    *out = at4(p, y, V(p, i), V(p, c), V(p, h), lx_add(p, V(p, w), I(p, pad[1])));
+    return lw;
+}
+
+static int bordered(const int pad[4])
+{
+    return pad[0] || pad[1] || pad[2] || pad[3];
+}
+
 static lexpr *dbl(lprogram *p, lexpr *x)
 {
     return lx_un(p, LX_TODOUBLE, x);
@@ -235,11 +268,17 @@ void lower_batchnorm_bwd(lprogram *p, const ir_node *n)
                                    V(p, count))));
     ls_set(p, b, gm, flt(p, lx_div(p, V(p, sum), V(p, count))));
     ls_set(p, b, scale, lx_mul(p, lx_load(p, binv, V(p, c)), lx_load(p, bg, V(p, c))));
-    r = channel_loop(p, b, d, c, &at);
+    lexpr *out;
+    if (bordered(n->attr.out_pad)) {
+        r = bordered_loop(p, b, d, n->attr.out_pad, c, bdx, &at, &out);
+    } else {
+        r = channel_loop(p, b, d, c, &at);
+        out = at;
+    }
     lexpr *t = lx_sub(p, lx_sub(p, lx_load(p, bdy, at), V(p, gm)),
                       lx_mul(p, lx_sub(p, lx_load(p, bx, at), lx_load(p, bmean, V(p, c))),
                              V(p, kk)));
-    ls_store(p, r, bdx, at, lx_mul(p, t, V(p, scale)), 0);
+    ls_store(p, r, bdx, out, lx_mul(p, t, V(p, scale)), 0);
 }
 
 /* Evaluation mode with the running statistics (when it could not be folded). */
@@ -681,17 +720,22 @@ void lower_pack_weights(lprogram *p, const ir_node *n)
     ls_store(p, b, bo, dst, lx_load(p, bw, src), 0);
 }
 
-/* [N][C][H][W] -> [N][H][W][C] */
+/* [N][C][H][W] -> [N][H][W][C]; x may lie inside a zero border (in_pad). */
 void lower_transpose_nhwc(lprogram *p, const ir_node *n)
 {
+    const int *pad = n->attr.in_pad;
     dims x = dims_of(p, n->in[0]);
+    dims inner = {x.c, x.h - pad[0] - pad[2], x.w - pad[1] - pad[3]};
     int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
-    int i, c, e;
+    int i, c, h, w;
     lstmt *b = loop_n_par(p, k->body, &i);
-    b = loop(p, b, "e", x.h * x.w, &e);
+    b = loop(p, b, "h", inner.h, &h);
+    b = loop(p, b, "w", inner.w, &w);
     b = loop(p, b, "c", x.c, &c);
-    lexpr *src = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), x.c, V(p, c)), I(p, x.h * x.w)), V(p, e));
-    lexpr *dst = lx_madd(p, lx_madd(p, V(p, i), x.h * x.w, V(p, e)), x.c, V(p, c));
+    lexpr *src = at4(p, x, V(p, i), V(p, c), lx_add(p, V(p, h), I(p, pad[0])),
+                     lx_add(p, V(p, w), I(p, pad[1])));
+    lexpr *dst = lx_madd(p, lx_madd(p, lx_madd(p, V(p, i), inner.h, V(p, h)), inner.w, V(p, w)),
+                         x.c, V(p, c));
     ls_store(p, b, by, dst, lx_load(p, bx, src), 0);
 }

@@ -77,9 +77,11 @@ static char *default_output(const char *input, emit_kind emit)
     return out;
 }
 
-/* Text outputs go to -o or stdout. */
+/* Text outputs go to -o or stdout (also for -o -). */
 static int emit_text(cnnc_unit *u, emit_kind emit, const char *path, int summary)
 {
+    if (path && strcmp(path, "-") == 0)
+        path = NULL;
     FILE *out = path ? fopen(path, "w") : stdout;
     if (!out) {
         perror(path);

@@ -656,12 +656,14 @@ typedef struct sfilter_tile {
     lexpr *i;         /* the example (in the part) the tile sums over */
 } sfilter_tile;
 
-/* dy[first + i, g*kg + k, oh, col] */
+/* dy[first + i, g*kg + k, oh, col], dy perhaps inside a zero border */
 static lexpr *sfilter_dy(const filter_ctx *c, lprogram *p, lexpr *i, lexpr *k, lexpr *oh,
                          lexpr *col)
 {
-    dims d = {c->kt, c->oh, c->ow};
-    return at4(p, d, lx_add(p, c->first, i), lx_madd(p, V(p, c->g_var), c->kg, k), oh, col);
+    const int *pad = c->n->attr.in_pad;
+    dims d = {c->kt, c->oh + pad[0] + pad[2], c->ow + pad[1] + pad[3]};
+    return at4(p, d, lx_add(p, c->first, i), lx_madd(p, V(p, c->g_var), c->kg, k),
+               lx_add(p, oh, I(p, pad[0])), lx_add(p, col, I(p, pad[1])));
 }
 
 static void sfilter_emit(lprogram *p, lstmt *parent, const filter_ctx *c, const sfilter_tile *t)
@@ -824,10 +826,12 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
                     x->shape.d[1], x->shape.d[2], x->shape.d[3], dw->shape.d[0],
                     0, 0, 0, 0, 0, a->kernel[0], a->kernel[1], 0, NULL, NULL, 0, 0, 0, -1,
                     -1, NULL, NULL, NULL, NULL, 0, 0};
-    const ir_value *dyv = a->spatial ? &p->g->values[n->in[0]]
-                                     : &p->g->values[p->g->nodes[p->g->values[n->in[0]].producer].in[0]];
-    c.oh = dyv->shape.d[2];
-    c.ow = dyv->shape.d[3];
+    /* dy's rows and columns: of in[0] (spatial), or of the transposed input
+     * (less the border either may be read inside) */
+    const ir_node *t = a->spatial ? n : &p->g->nodes[p->g->values[n->in[0]].producer];
+    const ir_value *dyv = &p->g->values[t->in[0]];
+    c.oh = dyv->shape.d[2] - t->attr.in_pad[0] - t->attr.in_pad[2];
+    c.ow = dyv->shape.d[3] - t->attr.in_pad[1] - t->attr.in_pad[3];
     c.cg = c.ct / a->groups;
     c.kg = c.kt / a->groups;
     c.taps = c.cg * c.R * c.S;

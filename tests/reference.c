@@ -409,6 +409,9 @@ static void batchnorm_bwd(ref *r, const ir_node *n)
     const float *mean = V(r, n, 3), *invstd = V(r, n, 4);
     float *dx = r->val[n->out[0]], *dg = r->val[n->out[1]], *db = r->val[n->out[2]];
     double m = (double)r->n * hw_of(d);
+    const int *pad = n->attr.out_pad;
+    d4 y = dims(r, n->out[0]);
+    memset(dx, 0, sizeof(float) * (size_t)(r->n * y.c * y.h * y.w));
     for (int64_t c = 0; c < d.c; c++) {
         double sdy = 0, sdyx = 0;
         for (int i = 0; i < r->n; i++)
@@ -424,7 +427,9 @@ static void batchnorm_bwd(ref *r, const ir_node *n)
             for (int64_t e = 0; e < hw_of(d); e++) {
                 int64_t at = (i * d.c + c) * hw_of(d) + e;
                 double xhat = ((double)x[at] - mean[c]) * invstd[c];
-                dx[at] = (float)(gamma[c] * invstd[c] / m * (m * dy[at] - sdy - xhat * sdyx));
+                /* inside a zero border when pack.c gave dx one (out_pad) */
+                int64_t out = AT(y, i, c, e / d.w + pad[0], e % d.w + pad[1]);
+                dx[out] = (float)(gamma[c] * invstd[c] / m * (m * dy[at] - sdy - xhat * sdyx));
             }
     }
 }
@@ -685,13 +690,16 @@ static void pack_weights(ref *r, const ir_node *n)
                 }
 }
 
+/* x perhaps inside a zero border (in_pad) */
 static void transpose_nhwc(ref *r, const ir_node *n)
 {
-    d4 x = dims(r, n->in[0]);
+    const int *pad = n->attr.in_pad;
+    d4 b = dims(r, n->in[0]), x = {b.c, b.h - pad[0] - pad[2], b.w - pad[1] - pad[3]};
     for (int i = 0; i < r->n; i++)
         for (int64_t c = 0; c < x.c; c++)
             for (int64_t e = 0; e < hw_of(x); e++)
-                OUT(r, n)[(i * hw_of(x) + e) * x.c + c] = V(r, n, 0)[(i * x.c + c) * hw_of(x) + e];
+                OUT(r, n)[(i * hw_of(x) + e) * x.c + c] =
+                    V(r, n, 0)[AT(b, i, c, e / x.w + pad[0], e % x.w + pad[1])];
 }
 
 /* conv2d of an already padded input with packed weights */
@@ -759,13 +767,14 @@ static void tconv_bwd_filter(ref *r, const ir_node *n)
     d4 x = dims(r, n->in[1]);
     const ir_value *dw = &r->g->values[n->out[0]];
     int64_t kt = dw->shape.d[0], cg = dw->shape.d[1], kg = kt / a->groups;
-    /* dy in NHWC, or (the spatial form) as it is, NCHW */
-    const ir_value *dyv = a->spatial
-                              ? &r->g->values[n->in[0]]
-                              : &r->g->values[r->g->nodes[r->g->values[n->in[0]].producer].in[0]];
-    int64_t oh_n = dyv->shape.d[2], ow_n = dyv->shape.d[3];
+    /* dy in NHWC, or (the spatial form) as it is, NCHW, perhaps inside a
+     * zero border (in_pad) */
+    const ir_node *t = a->spatial ? n : &r->g->nodes[r->g->values[n->in[0]].producer];
+    const int *pad = t->attr.in_pad;
+    d4 b = dims(r, t->in[0]);
+    int64_t oh_n = b.h - pad[0] - pad[2], ow_n = b.w - pad[1] - pad[3];
     const float *dy = V(r, n, 0);
-#define DY(i, pixel) (a->spatial ? dy[((i) * kt + k) * oh_n * ow_n + (pixel)] \
+#define DY(i, pixel) (a->spatial ? dy[AT(b, i, k, (pixel) / ow_n + pad[0], (pixel) % ow_n + pad[1])] \
                                  : dy[((i) * oh_n * ow_n + (pixel)) * kt + k])
     for (int64_t k = 0; k < kt; k++) {
         double bias = 0;

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -479,6 +480,19 @@ START_TEST(test_cli_exit_codes)
 }
 END_TEST
 
+/* -o - is standard output for the text outputs, never a file named "-". */
+START_TEST(test_cli_stdout_dash)
+{
+    unlink("-");
+    const char *args[] = {"examples/mlp.cnn", "--emit", "ir", "-o", "-", NULL};
+    ck_assert_int_eq(run_cnnc(args, NULL), 0);
+    struct stat st;
+    int made = stat("-", &st) == 0;
+    unlink("-");
+    ck_assert_msg(!made, "cnnc --emit ir -o - wrote a file named '-'");
+}
+END_TEST
+
 START_TEST(test_cli_emit_kinds)
 {
     char *ll = tu_path("l.ll"), *h = tu_path("l.h"), *so = tu_path("l.so"), *dot = tu_path("l.dot");
@@ -537,6 +551,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, test_mutations_never_crash, 0, 5);
     tcase_add_test(tc, test_cli_exit_codes);
     tcase_add_test(tc, test_cli_emit_kinds);
+    tcase_add_test(tc, test_cli_stdout_dash);
     suite_add_tcase(s, tc);
     return s;
 }
