@@ -444,12 +444,14 @@ static void print_post(FILE *out, const ir_graph *g, const ir_node *n)
     }
     if (n->fused)
         fprintf(out, " [fused: %s]", n->fused);
-    /* pack.c's absorb_pads: dx written, or input 0 read, inside a border */
-    const int *b = n->attr.out_pad[0] | n->attr.out_pad[1] | n->attr.out_pad[2] |
-                           n->attr.out_pad[3] ? n->attr.out_pad : n->attr.in_pad;
-    if (b[0] | b[1] | b[2] | b[3])
-        fprintf(out, " [%s border %d %d %d %d]", b == n->attr.out_pad ? "writes inside" : "reads inside",
-                b[0], b[1], b[2], b[3]);
+    /* pack.c's graph_absorb_pads: buffers with a zero border around */
+    const int *border[4] = {n->attr.out_pad, n->attr.in_pad, n->attr.x_pad, n->attr.post_pad};
+    static const char *const what[4] = {"output", "input 0", "input 1", "fused operand"};
+    for (int k = 0; k < 4; k++) {
+        const int *b = border[k];
+        if (b[0] | b[1] | b[2] | b[3])
+            fprintf(out, " [%s in border %d %d %d %d]", what[k], b[0], b[1], b[2], b[3]);
+    }
 }
 
 void graph_print(FILE *out, const ir_graph *g)

@@ -66,11 +66,14 @@ typedef struct ir_attrs {
     int split;       /* TCONV_BWD_FILTER: batch parts summed in order (pack.c) */
     int mode;        /* PACK_WEIGHTS: PACK_FORWARD or PACK_FLIPPED */
     int post;        /* epilogue fused into the node (fuse.c): POST_* flags */
-    int out_pad[4];  /* BATCHNORM_BWD: dx is written inside a zero border of
-                      * top, left, bottom, right (pack.c: the pad its consumer
-                      * needed, taken over) */
-    int in_pad[4];   /* TRANSPOSE_NHWC, TCONV_BWD_FILTER (spatial): input 0 is
-                      * such a bordered buffer, read inside the border */
+    /* pack.c's absorb_pads: buffers with a zero border of top, left,
+     * bottom, right around the tensor (the pad a convolution needed, taken
+     * over by the tensor's writer) */
+    int out_pad[4];  /* BATCHNORM, BATCHNORM_BWD: output 0 written inside one */
+    int in_pad[4];   /* TRANSPOSE_NHWC, TCONV (channel form), TCONV_BWD_FILTER
+                      * (spatial): input 0 read inside one */
+    int x_pad[4];    /* TCONV_BWD_FILTER (channel form): input 1, x */
+    int post_pad[4]; /* the operand of a fused add or relu mask */
 } ir_attrs;
 
 /* Epilogues (fuse.c), applied in this order to each output element y of
@@ -285,6 +288,10 @@ void graph_prepare_tiled(ir_graph *g, const target_desc *t);
  * the kernel producing their input as epilogues; each decision is printed
  * to report when it is not NULL.  Returns the number of nodes fused. */
 int graph_fuse(ir_graph *g, FILE *report);
+/* pack.c, after fusion: a batch norm writes its output or input gradient
+ * inside the zero border a convolution pads it with, where every reader
+ * can read it there; the pads go (reported to report when not NULL). */
+void graph_absorb_pads(ir_graph *g, FILE *report);
 /* Max pooling whose windows neither overlap nor need padding: its backward
  * writes each input element once (lower.c), so it can take an epilogue. */
 int maxpool_windows_disjoint(const ir_graph *g, const ir_node *n);

@@ -255,9 +255,57 @@ void lower_relu_bwd(lprogram *p, const ir_node *n)
     ls_store(p, b, bdx, V(p, e), lx_select(p, pos, lx_load(p, bdy, V(p, e)), lx_float(p, 0)), 0);
 }
 
+void vector_row(lprogram *p, lstmt *parent, int64_t width, row_fn fn, const void *ctx)
+{
+    int w;
+    if (!p->target) {
+        lstmt *body = loop(p, parent, "w", width, &w);
+        fn(p, ctx, body, V(p, w));
+        return;
+    }
+    int lanes = p->target->lanes, wb;
+    int64_t full = width / lanes, tail = width % lanes;
+    if (full) {
+        lstmt *b = full > 1 ? loop(p, parent, "wb", full, &wb) : parent;
+        lstmt *v = ls_for(p, b, "w", I(p, lanes), &w);
+        v->flags |= LOOP_VECTOR;
+        lexpr *first = full > 1 ? lx_mul(p, V(p, wb), I(p, lanes)) : I(p, 0);
+        fn(p, ctx, v->body, lx_add(p, first, V(p, w)));
+    }
+    if (tail) {
+        lstmt *v = ls_for(p, parent, "w", I(p, tail), &w);
+        v->flags |= LOOP_VECTOR;
+        fn(p, ctx, v->body, lx_add(p, I(p, full * lanes), V(p, w)));
+    }
+}
+
+typedef struct add_row {
+    const ir_node *n;
+    dims d;
+    int ba, bb, by, i, c, h;
+} add_row;
+
+static void add_element(lprogram *p, const void *ctx, lstmt *body, lexpr *w)
+{
+    const add_row *r = ctx;
+    lexpr *at = at4(p, r->d, V(p, r->i), V(p, r->c), V(p, r->h), w);
+    lexpr *post = post_at(p, r->n, r->d, V(p, r->i), V(p, r->c), V(p, r->h), w, at);
+    lexpr *sum = lx_add(p, lx_load(p, r->ba, at), lx_load(p, r->bb, at));
+    ls_store(p, body, r->by, at, post_apply(p, r->n, sum, post), 0);
+}
+
 void lower_add(lprogram *p, const ir_node *n)
 {
     int ba = lp_buf(p, n->in[0]), bb = lp_buf(p, n->in[1]), by = lp_buf(p, n->out[0]);
+    if (bordered(n->attr.post_pad)) { /* the operand inside a border: row by row */
+        add_row r = {n, dims_of(p, n->out[0]), ba, bb, by, 0, 0, 0};
+        lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
+        lstmt *b = loop_n_par(p, k->body, &r.i);
+        b = loop(p, b, "c", r.d.c, &r.c);
+        b = loop(p, b, "h", r.d.h, &r.h);
+        vector_row(p, b, r.d.w, add_element, &r);
+        return;
+    }
     int e;
     lstmt *b = elementwise(p, n, &e);
     lexpr *sum = lx_add(p, lx_load(p, ba, V(p, e)), lx_load(p, bb, V(p, e)));

@@ -45,6 +45,35 @@ static inline lexpr *I(lprogram *p, int64_t v)
  * output; value itself when nothing was fused. */
 lexpr *post_apply(lprogram *p, const ir_node *n, lexpr *value, lexpr *at);
 
+/* for w in [0, width): fn(p, ctx, body, w) -- as vectors of the target's
+ * lanes (LOOP_VECTOR: no alias checks, no scalar remainder loop) and a
+ * narrower last one; a plain loop without a target. */
+typedef void (*row_fn)(lprogram *p, const void *ctx, lstmt *body, lexpr *w);
+void vector_row(lprogram *p, lstmt *parent, int64_t width, row_fn fn, const void *ctx);
+
+/* Whether a border (pack.c's absorb_pads: top, left, bottom, right) is set. */
+static inline int bordered(const int pad[4])
+{
+    return pad[0] || pad[1] || pad[2] || pad[3];
+}
+
+/* Index of element (i, c, h, w) of a d-shaped tensor stored inside the zero
+ * border pad[4]. */
+static inline lexpr *at4_in(lprogram *p, dims d, const int pad[4], lexpr *i, lexpr *c, lexpr *h,
+                            lexpr *w)
+{
+    dims b = {d.c, d.h + pad[0] + pad[2], d.w + pad[1] + pad[3]};
+    return at4(p, b, i, c, lx_add(p, h, I(p, pad[0])), lx_add(p, w, I(p, pad[1])));
+}
+
+/* Where node n's fused add/mask operand has output element (i, c, h, w)
+ * of the d-shaped output, whose flat index is at. */
+static inline lexpr *post_at(lprogram *p, const ir_node *n, dims d, lexpr *i, lexpr *c, lexpr *h,
+                             lexpr *w, lexpr *at)
+{
+    return bordered(n->attr.post_pad) ? at4_in(p, d, n->attr.post_pad, i, c, h, w) : at;
+}
+
 /* `for name in [0, extent)` nested in parent; returns the loop body. */
 static inline lstmt *loop(lprogram *p, lstmt *parent, const char *name, int64_t extent, int *var)
 {

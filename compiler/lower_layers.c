@@ -36,37 +36,64 @@ static lstmt *channel_loop(lprogram *p, lstmt *parent, dims d, int c, lexpr **at
     return b;
 }
 
-/* channel_loop for an output written inside a zero border pad[4] (top,
- * left, bottom, right; pack.c's absorb_pads): the border of channel c is
- * zeroed here, and the body runs for the d.h x d.w elements inside, *at
- * their flat index in d (the inputs) and *out in the bordered output by. */
-static lstmt *bordered_loop(lprogram *p, lstmt *parent, dims d, const int pad[4], int c, int by,
-                            lexpr **at, lexpr **out)
+/* The value of element at (flat index in the inputs) of a batch norm's
+ * output, to be stored at out; post: where its fused operand has it. */
+typedef void (*elem_fn)(lprogram *p, const void *ctx, lstmt *body, lexpr *at, lexpr *out,
+                        lexpr *post);
+
+typedef struct border_row {
+    const ir_node *n;
+    dims d, y;          /* the tensor, and its buffer with the border */
+    int by, i, c, h;    /* output buffer; loop variables */
+    lexpr *xh;          /* the tensor's row */
+    int64_t w0;         /* first column of the run */
+    elem_fn fn;
+    const void *ctx;
+} border_row;
+
+static void zero_element(lprogram *p, const void *ctx, lstmt *body, lexpr *w)
 {
-    dims y = {d.c, d.h + pad[0] + pad[2], d.w + pad[1] + pad[3]};
-    int i, h, w;
-    lstmt *b = ls_for(p, parent, "i", lx_n(p), &i)->body;
-    b = loop(p, b, "h", y.h, &h);
-    lexpr *xh = lx_sub(p, V(p, h), I(p, pad[0]));
-    lstmt *inside = ls_if(p, b, lx_in_range(p, xh, d.h));
-    inside->else_s = ls_block(p);
-    lstmt *lw = loop(p, inside->else_s, "w", y.w, &w);
-    ls_store(p, lw, by, at4(p, y, V(p, i), V(p, c), V(p, h), V(p, w)), lx_float(p, 0), 0);
-    int64_t from[2] = {0, pad[1] + d.w}, width[2] = {pad[1], pad[3]};
-    for (int k = 0; k < 2; k++) {
-        lw = loop(p, inside->then_s, "w", width[k], &w);
-        ls_store(p, lw, by, at4(p, y, V(p, i), V(p, c), V(p, h), lx_add(p, V(p, w), I(p, from[k]))),
-                 lx_float(p, 0), 0);
-    }
-    lw = loop(p, inside->then_s, "w", d.w, &w);
-    *at = at4(p, d, V(p, i), V(p, c), xh, V(p, w));
-    *out = at4(p, y, V(p, i), V(p, c), V(p, h), lx_add(p, V(p, w), I(p, pad[1])));
-    return lw;
+    const border_row *r = ctx;
+    lexpr *col = lx_add(p, w, I(p, r->w0));
+    ls_store(p, body, r->by, at4(p, r->y, V(p, r->i), V(p, r->c), V(p, r->h), col),
+             lx_float(p, 0), 0);
 }
 
-static int bordered(const int pad[4])
+static void inner_element(lprogram *p, const void *ctx, lstmt *body, lexpr *w)
 {
-    return pad[0] || pad[1] || pad[2] || pad[3];
+    const border_row *r = ctx;
+    lexpr *at = at4(p, r->d, V(p, r->i), V(p, r->c), r->xh, w);
+    lexpr *out = at4_in(p, r->d, r->n->attr.out_pad, V(p, r->i), V(p, r->c), r->xh, w);
+    r->fn(p, r->ctx, body, at, out, post_at(p, r->n, r->d, V(p, r->i), V(p, r->c), r->xh, w, at));
+}
+
+/* For each element of channel c of a batch norm's output (or input
+ * gradient) written inside a zero border out_pad[4] (top, left, bottom,
+ * right; pack.c's graph_absorb_pads), or whose fused operand lies inside
+ * one (post_pad): fn with its indices, row by row in vectors; the output's
+ * border in channel c is zeroed here. */
+static void bordered_loop(lprogram *p, lstmt *parent, const ir_node *n, dims d, int c, int by,
+                          elem_fn fn, const void *ctx)
+{
+    const int *pad = n->attr.out_pad;
+    border_row r = {n, d, {d.c, d.h + pad[0] + pad[2], d.w + pad[1] + pad[3]}, by, 0, c, 0,
+                    NULL, 0, fn, ctx};
+    lstmt *b = ls_for(p, parent, "i", lx_n(p), &r.i)->body;
+    b = loop(p, b, "h", r.y.h, &r.h);
+    r.xh = lx_sub(p, V(p, r.h), I(p, pad[0]));
+    lstmt *inside = b;
+    if (pad[0] || pad[2]) {
+        lstmt *in_rows = ls_if(p, b, lx_in_range(p, r.xh, d.h));
+        in_rows->else_s = ls_block(p);
+        vector_row(p, in_rows->else_s, r.y.w, zero_element, &r);
+        inside = in_rows->then_s;
+    }
+    r.w0 = 0;
+    vector_row(p, inside, pad[1], zero_element, &r);
+    border_row right = r;
+    right.w0 = pad[1] + d.w;
+    vector_row(p, inside, pad[3], zero_element, &right);
+    vector_row(p, inside, d.w, inner_element, &r);
 }
 
 static lexpr *dbl(lprogram *p, lexpr *x)
@@ -160,6 +187,22 @@ static lexpr *bn_grad_term(lprogram *p, const void *ctx, int j, lexpr *at)
     return lx_mul(p, lx_sub(p, lx_load(p, t->bx, at), t->mean), dy);
 }
 
+typedef struct bn_out {
+    const ir_node *n;
+    int bx, by, mean, alpha, beta; /* buffers; float locals */
+} bn_out;
+
+/* y = (x - mean) * alpha + beta, and the fused epilogue */
+static void bn_output(lprogram *p, const void *ctx, lstmt *body, lexpr *at, lexpr *out,
+                      lexpr *post)
+{
+    const bn_out *o = ctx;
+    lexpr *centered = lx_sub(p, lx_load(p, o->bx, at), V(p, o->mean));
+    ls_store(p, body, o->by, out,
+             post_apply(p, o->n, lx_add(p, lx_mul(p, centered, V(p, o->alpha)), V(p, o->beta)),
+                        post), 0);
+}
+
 /* Training mode: batch statistics, running statistics, output. */
 void lower_batchnorm(lprogram *p, const ir_node *n)
 {
@@ -220,10 +263,28 @@ void lower_batchnorm(lprogram *p, const ir_node *n)
     ls_set(p, b, beta, lx_load(p, bb, V(p, c)));
     int mf = lp_var(p, "mean_f", LT_FLOAT, 0);
     ls_set(p, b, mf, lx_load(p, bmean, V(p, c)));
+    bn_out o = {n, bx, by, mf, alpha, beta};
+    if (bordered(n->attr.out_pad) || bordered(n->attr.post_pad)) {
+        bordered_loop(p, b, n, d, c, by, bn_output, &o);
+        return;
+    }
     r = channel_loop(p, b, d, c, &at);
-    lexpr *centered = lx_sub(p, lx_load(p, bx, at), V(p, mf));
-    ls_store(p, r, by, at,
-             post_apply(p, n, lx_add(p, lx_mul(p, centered, V(p, alpha)), V(p, beta)), at), 0);
+    bn_output(p, &o, r, at, at, at);
+}
+
+typedef struct bn_grad_out {
+    int bdy, bx, bdx, bmean, c, gm, kk, scale; /* buffers; loop variable; float locals */
+} bn_grad_out;
+
+static void bn_grad_output(lprogram *p, const void *ctx, lstmt *body, lexpr *at, lexpr *out,
+                           lexpr *post)
+{
+    const bn_grad_out *o = ctx;
+    (void)post;
+    lexpr *t = lx_sub(p, lx_sub(p, lx_load(p, o->bdy, at), V(p, o->gm)),
+                      lx_mul(p, lx_sub(p, lx_load(p, o->bx, at), lx_load(p, o->bmean, V(p, o->c))),
+                             V(p, o->kk)));
+    ls_store(p, body, o->bdx, out, lx_mul(p, t, V(p, o->scale)), 0);
 }
 
 /* dx, dgamma, dbeta (PyTorch's formula):
@@ -268,17 +329,13 @@ void lower_batchnorm_bwd(lprogram *p, const ir_node *n)
                                    V(p, count))));
     ls_set(p, b, gm, flt(p, lx_div(p, V(p, sum), V(p, count))));
     ls_set(p, b, scale, lx_mul(p, lx_load(p, binv, V(p, c)), lx_load(p, bg, V(p, c))));
-    lexpr *out;
+    bn_grad_out o = {bdy, bx, bdx, bmean, c, gm, kk, scale};
     if (bordered(n->attr.out_pad)) {
-        r = bordered_loop(p, b, d, n->attr.out_pad, c, bdx, &at, &out);
-    } else {
-        r = channel_loop(p, b, d, c, &at);
-        out = at;
+        bordered_loop(p, b, n, d, c, bdx, bn_grad_output, &o);
+        return;
     }
-    lexpr *t = lx_sub(p, lx_sub(p, lx_load(p, bdy, at), V(p, gm)),
-                      lx_mul(p, lx_sub(p, lx_load(p, bx, at), lx_load(p, bmean, V(p, c))),
-                             V(p, kk)));
-    ls_store(p, r, bdx, out, lx_mul(p, t, V(p, scale)), 0);
+    r = channel_loop(p, b, d, c, &at);
+    bn_grad_output(p, &o, r, at, at, at);
 }
 
 /* Evaluation mode with the running statistics (when it could not be folded). */

@@ -169,8 +169,9 @@ static lexpr *conv_a(const void *vc, lprogram *p, lexpr *m, const int *red)
                         lx_mul(p, V(p, red[1]), I(p, a->dilation[0])));
     lexpr *col = lx_add(p, lx_mul(p, lx_add(p, c->ow0, m), I(p, a->stride[1])),
                         lx_mul(p, V(p, red[2]), I(p, a->dilation[1])));
-    dims d = {c->ct, c->hp, c->wp};
-    return at4(p, d, V(p, c->n_var), ch, row, col);
+    dims d = {c->ct, c->hp, c->wp}; /* x's buffer, with any border */
+    return at4(p, d, V(p, c->n_var), ch, lx_add(p, row, I(p, a->in_pad[0])),
+               lx_add(p, col, I(p, a->in_pad[1])));
 }
 
 /* Packed weights: the block of channel k0 + j*lanes, then [c][r][s][lanes]. */
@@ -199,7 +200,8 @@ static void conv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int j
     lexpr *k = lx_add(p, lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)), v);
     dims d = {c->kt, c->oh, c->ow};
     lexpr *at = at4(p, d, V(p, c->n_var), k, V(p, c->oh_var), lx_add(p, c->ow0, m));
-    ls_store(p, body, c->by, at, post_apply(p, c->n, acc, at), 0);
+    lexpr *post = post_at(p, c->n, d, V(p, c->n_var), k, V(p, c->oh_var), lx_add(p, c->ow0, m), at);
+    ls_store(p, body, c->by, at, post_apply(p, c->n, acc, post), 0);
 }
 
 /* The tiles of one output row for blocks starting at k0 (cols blocks). */
@@ -332,7 +334,8 @@ static void sconv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int 
     lexpr *row = lx_madd(p, lx_add(p, c->oh0, I(p, j)), c->sh, I(p, c->h0));
     lexpr *col = lx_madd(p, lx_add(p, c->ow0, v), c->sw, I(p, c->w0));
     lexpr *at = at4(p, d, V(p, c->n_var), k, row, col);
-    ls_store(p, body, c->by, at, post_apply(p, c->n, acc, at), 0);
+    lexpr *post = post_at(p, c->n, d, V(p, c->n_var), k, row, col, at);
+    ls_store(p, body, c->by, at, post_apply(p, c->n, acc, post), 0);
 }
 
 /* Channels per spatial tile.  Per reduction step a tile of rows x cols
@@ -447,7 +450,8 @@ static void sconv_zero_phase(lprogram *p, lstmt *parent, const sconv_ctx *c)
         lexpr *row = lx_madd(p, V(p, j), c->sh, I(p, c->h0));
         lexpr *col = lx_madd(p, lx_add(p, first, V(p, v)), c->sw, I(p, c->w0));
         lexpr *at = at4(p, d, V(p, c->n_var), k, row, col);
-        ls_store(p, vl->body, c->by, at, post_apply(p, c->n, lx_float(p, 0), at), 0);
+        lexpr *post = post_at(p, c->n, d, V(p, c->n_var), k, row, col, at);
+        ls_store(p, vl->body, c->by, at, post_apply(p, c->n, lx_float(p, 0), post), 0);
     }
 }
 
@@ -547,9 +551,9 @@ static lexpr *filter_a(const void *vc, lprogram *p, lexpr *m, const int *red)
                         lx_mul(p, r, I(p, a->dilation[0])));
     lexpr *col = lx_add(p, lx_mul(p, V(p, red[2]), I(p, a->stride[1])),
                         lx_mul(p, s, I(p, a->dilation[1])));
-    dims d = {c->ct, c->hp, c->wp};
-    return at4(p, d, lx_add(p, c->first, V(p, red[0])), lx_madd(p, V(p, c->g_var), c->cg, ch), row,
-               col);
+    dims d = {c->ct, c->hp, c->wp}; /* x's buffer, with any border */
+    return at4(p, d, lx_add(p, c->first, V(p, red[0])), lx_madd(p, V(p, c->g_var), c->cg, ch),
+               lx_add(p, row, I(p, a->x_pad[0])), lx_add(p, col, I(p, a->x_pad[1])));
 }
 
 /* dy in NHWC: the vector of `lanes` channels of block j at a pixel. */

@@ -377,6 +377,9 @@ static void batchnorm(ref *r, const ir_node *n)
     const float *x = V(r, n, 0), *gamma = V(r, n, 1), *beta = V(r, n, 2);
     float *rm = V(r, n, 3), *rv = V(r, n, 4);
     double m = (double)r->n * hw_of(d), mom = n->attr.momentum;
+    const int *pad = n->attr.out_pad;
+    d4 y = dims(r, n->out[0]);
+    memset(OUT(r, n), 0, sizeof(float) * (size_t)(r->n * y.c * y.h * y.w));
     for (int64_t c = 0; c < d.c; c++) {
         double sum = 0, sq = 0;
         for (int i = 0; i < r->n; i++)
@@ -396,7 +399,9 @@ static void batchnorm(ref *r, const ir_node *n)
         for (int i = 0; i < r->n; i++)
             for (int64_t e = 0; e < hw_of(d); e++) {
                 int64_t at = (i * d.c + c) * hw_of(d) + e;
-                OUT(r, n)[at] = (float)((x[at] - mean) * invstd * gamma[c] + beta[c]);
+                /* inside a zero border when pack.c gave y one (out_pad) */
+                int64_t out = AT(y, i, c, e / d.w + pad[0], e % d.w + pad[1]);
+                OUT(r, n)[out] = (float)((x[at] - mean) * invstd * gamma[c] + beta[c]);
             }
     }
 }
@@ -752,8 +757,8 @@ static void tconv(ref *r, const ir_node *n)
                         for (int p = 0; p < a->kernel[0]; p++)
                             for (int q = 0; q < a->kernel[1]; q++)
                                 s += (double)V(r, n, 0)[AT(x, i, k / kg * cg + c,
-                                                           oh * a->stride[0] + p * a->dilation[0],
-                                                           ow * a->stride[1] + q * a->dilation[1])] *
+                                                           a->in_pad[0] + oh * a->stride[0] + p * a->dilation[0],
+                                                           a->in_pad[1] + ow * a->stride[1] + q * a->dilation[1])] *
                                      V(r, n, 1)[pack_offset(k, c, p, q, kg, cg, a->kernel[0],
                                                             a->kernel[1], a->lanes)];
                     OUT(r, n)[AT(y, i, k, oh, ow)] = (float)s;
@@ -787,8 +792,8 @@ static void tconv_bwd_filter(ref *r, const ir_node *n)
                             for (int64_t ow = 0; ow < ow_n; ow++)
                                 s += (double)DY(i, oh * ow_n + ow) *
                                      V(r, n, 1)[AT(x, i, k / kg * cg + c,
-                                                   oh * a->stride[0] + p * a->dilation[0],
-                                                   ow * a->stride[1] + q * a->dilation[1])];
+                                                   a->x_pad[0] + oh * a->stride[0] + p * a->dilation[0],
+                                                   a->x_pad[1] + ow * a->stride[1] + q * a->dilation[1])];
                     OUT(r, n)[((k * cg + c) * a->kernel[0] + p) * a->kernel[1] + q] = (float)s;
                 }
         for (int i = 0; i < r->n; i++)
@@ -861,7 +866,9 @@ static const ref_fn ref_ops[OP_COUNT] = {
 
 uint64_t ref_seed, ref_step;
 
-/* A fused epilogue (fuse.c) on the node's first output, after the op. */
+/* A fused epilogue (fuse.c) on the node's first output, after the op;
+ * the output and the operand may each lie inside a zero border (pack.c's
+ * absorb_pads: out_pad, post_pad). */
 static void post(ref *r, const ir_node *n)
 {
     int p = n->attr.post;
@@ -869,15 +876,34 @@ static void post(ref *r, const ir_node *n)
         return;
     float *y = OUT(r, n);
     const float *arg = (p & (POST_ADD | POST_MASK)) ? V(r, n, n->nin - 1) : NULL;
-    int64_t count = count_of(r, n->out[0]);
-    for (int64_t e = 0; e < count; e++) {
-        if (p & POST_ADD)
-            y[e] = y[e] + arg[e];
-        if ((p & POST_RELU) && y[e] < 0)
-            y[e] = 0;
-        if ((p & POST_MASK) && !(arg[e] > 0))
-            y[e] = 0;
+    const int *op = n->attr.out_pad, *ap = n->attr.post_pad;
+    static const int none[4];
+    if (!memcmp(op, none, sizeof none) && !memcmp(ap, none, sizeof none)) {
+        for (int64_t e = 0; e < count_of(r, n->out[0]); e++) {
+            if (p & POST_ADD)
+                y[e] = y[e] + arg[e];
+            if ((p & POST_RELU) && y[e] < 0)
+                y[e] = 0;
+            if ((p & POST_MASK) && !(arg[e] > 0))
+                y[e] = 0;
+        }
+        return;
     }
+    d4 yb = dims(r, n->out[0]), d = {yb.c, yb.h - op[0] - op[2], yb.w - op[1] - op[3]};
+    d4 ab = {d.c, d.h + ap[0] + ap[2], d.w + ap[1] + ap[3]};
+    for (int i = 0; i < r->n; i++)
+        for (int64_t c = 0; c < d.c; c++)
+            for (int64_t h = 0; h < d.h; h++)
+                for (int64_t w = 0; w < d.w; w++) {
+                    int64_t e = AT(yb, i, c, h + op[0], w + op[1]);
+                    int64_t a = AT(ab, i, c, h + ap[0], w + ap[1]);
+                    if (p & POST_ADD)
+                        y[e] = y[e] + arg[a];
+                    if ((p & POST_RELU) && y[e] < 0)
+                        y[e] = 0;
+                    if ((p & POST_MASK) && !(arg[a] > 0))
+                        y[e] = 0;
+                }
 }
 
 int ref_has_op(op_kind op)

@@ -480,6 +480,27 @@ START_TEST(test_cli_exit_codes)
 }
 END_TEST
 
+/* pack.c's graph_absorb_pads, seen in the IR: ResNet-8's batch norms write
+ * their outputs and input gradients inside the borders the next
+ * convolution's pads would add, and the readers read inside them. */
+START_TEST(test_ir_borders)
+{
+    char *ir = tu_path("r8.ir");
+    const char *args[] = {"examples/resnet8.cnn", "--emit", "ir", "-o", ir, NULL};
+    ck_assert_int_eq(run_cnnc(args, NULL), 0);
+    char *text = slurp(ir);
+    ck_assert_ptr_nonnull(strstr(text, "= batchnorm(%stem, "));
+    ck_assert_ptr_nonnull(strstr(text, "[output in border 1 1 1 1]"));
+    ck_assert_ptr_nonnull(strstr(text, "[fused operand in border 1 1 1 1]"));
+    char *infer = strstr(text, "graph resnet8 (infer");
+    ck_assert_ptr_nonnull(infer);
+    *infer = '\0'; /* the train step: no pad of r0 left */
+    ck_assert_ptr_null(strstr(text, "= pad(%r0)"));
+    free(text);
+    free(ir);
+}
+END_TEST
+
 /* -o - is standard output for the text outputs, never a file named "-". */
 START_TEST(test_cli_stdout_dash)
 {
@@ -552,6 +573,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_cli_exit_codes);
     tcase_add_test(tc, test_cli_emit_kinds);
     tcase_add_test(tc, test_cli_stdout_dash);
+    tcase_add_test(tc, test_ir_borders);
     suite_add_tcase(s, tc);
     return s;
 }
