@@ -90,6 +90,7 @@ typedef struct cnnc_options {
     int batch;               /* > 0 overrides the train block */
     int forward_chunk;       /* > 0: examples per pass of the forward entry; 0: by the
                               * rule of codegen.c's forward_chunk (none at -O0) */
+    int keep_pads;           /* no graph_absorb_pads (benchmarks that subtract networks) */
     const char *runtime_dir; /* where libcnnrt.a lives, NULL = next to cnnc */
     int verbose;
 } cnnc_options;

@@ -80,8 +80,10 @@ int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE 
         FILE *report = opt->verbose ? stderr : NULL;
         graph_fuse(u->train, report);
         graph_fuse(u->infer, report);
-        graph_absorb_pads(u->train, report);
-        graph_absorb_pads(u->infer, report);
+        if (!opt->keep_pads) {
+            graph_absorb_pads(u->train, report);
+            graph_absorb_pads(u->infer, report);
+        }
     }
     int reuse = opt->opt_level >= 1;
     u->train_arena = memplan(u->train, reuse, NULL, &u->train_plan);

@@ -2,7 +2,7 @@
  * main.c — the cnnc command line.
  *
  *   cnnc net.cnn [-o OUT] [--emit KIND] [-O0..-O3] [--target TRIPLE]
- *        [--cpu CPU] [--batch N] [--forward-chunk N] [--summary] [--runtime-dir DIR] [-v]
+ *        [--cpu CPU] [--batch N] [--forward-chunk N] [--keep-pads] [--summary] [--runtime-dir DIR] [-v]
  *
  * Exit status: 0 success, 1 an error in the input (or a file that cannot
  * be written), 2 a usage error.
@@ -28,6 +28,9 @@ static const char usage[] =
     "  --batch N           compiled batch size (default: the train block's)\n"
     "  --forward-chunk N   the forward pass runs its layers over N examples at a\n"
     "                      time (default: what fits the L2 cache; -v prints it)\n"
+    "  --keep-pads         keep every zero padding a copy of its own (default:\n"
+    "                      a batch norm writes its output inside the border);\n"
+    "                      for benchmarks that subtract one network from another\n"
     "  --runtime-dir DIR   where libcnnrt.a is, for --emit exe\n"
     "  -v                  print the commands run\n"
     "  --version, --help\n";
@@ -149,6 +152,8 @@ int main(int argc, char **argv)
                 return usage_error("--forward-chunk needs a number from 1 to 65536, not '%s'",
                                    argv[i]);
             opt.forward_chunk = (int)b;
+        } else if (strcmp(a, "--keep-pads") == 0) {
+            opt.keep_pads = 1;
         } else if (strcmp(a, "--runtime-dir") == 0 && next) {
             opt.runtime_dir = argv[++i];
         } else if (strcmp(a, "-v") == 0) {

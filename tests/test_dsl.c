@@ -497,6 +497,12 @@ START_TEST(test_ir_borders)
     *infer = '\0'; /* the train step: no pad of r0 left */
     ck_assert_ptr_null(strstr(text, "= pad(%r0)"));
     free(text);
+    const char *keep[] = {"examples/resnet8.cnn", "--keep-pads", "--emit", "ir", "-o", ir, NULL};
+    ck_assert_int_eq(run_cnnc(keep, NULL), 0);
+    text = slurp(ir);
+    ck_assert_ptr_null(strstr(text, " in border "));
+    ck_assert_ptr_nonnull(strstr(text, "= pad(%r0)"));
+    free(text);
     free(ir);
 }
 END_TEST

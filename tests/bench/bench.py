@@ -200,9 +200,13 @@ def measure_conv(b):
     for net in CONV_NETS:
         so = os.path.join(b.outdir, net + ".so")
         # the forward entry layer by layer over the whole batch, as the
-        # train step computes it: forward is subtracted from a train step
+        # train step computes it: forward is subtracted from a train step.
+        # --keep-pads: conv_second's batch norm would write the padded
+        # input of the convolution itself, and the pad that conv_first keeps
+        # (its input is the network's) would be subtracted from
+        # backward-data.
         if not b.compile(os.path.join("tests", "bench", net + ".cnn"), so,
-                         "--forward-chunk", str(CONV["n"])):
+                         "--forward-chunk", str(CONV["n"]), "--keep-pads"):
             log("conv: %s does not compile; skipped" % net)
             return {}
         sos.append(so)
