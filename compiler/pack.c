@@ -30,7 +30,6 @@
  * keep their plain loops.  The rewrite only changes how values are
  * computed, never which: every test compares -O0 and -O2.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "cnnc.h"
@@ -414,9 +413,31 @@ static int same_pad(const ir_node *a, const ir_node *b)
  * ResNet-8's train step: 18 pads go, 2 stay (the input's, for the stem
  * and its weight gradient; pad_value dropped 2 more that added nothing);
  * 1 thread +5%, 2 threads +3% images/s (see the commit). */
+/* Node twin, a pad that same_pad says computes what pad does, goes: its
+ * readers read pad's output, which then lives until the last of them. */
+static void drop_twin(ir_graph *g, char *dead, const ir_node *pad, int twin)
+{
+    int was = g->nodes[twin].out[0];
+    for (int t = 0; t < g->nnodes; t++)
+        for (int k = 0; k < g->nodes[t].nin; k++)
+            if (g->nodes[t].in[k] == was)
+                g->nodes[t].in[k] = pad->out[0];
+    g->values[was].producer = -1;
+    dead[twin] = 1;
+}
+
 void graph_absorb_pads(ir_graph *g, FILE *report)
 {
-    char *dead = calloc((size_t)g->nnodes, 1);
+    if (g->nnodes <= 0)
+        return;
+    char *dead = arena_alloc(g->a, (size_t)g->nnodes);
+    /* A value padded twice the same way (for a convolution and for its
+     * weight gradient: the network's input, here) is padded once. */
+    for (int i = 0; i < g->nnodes; i++)
+        for (int j = i + 1; j < g->nnodes && !dead[i]; j++)
+            if (!dead[j] && same_pad(&g->nodes[i], &g->nodes[j]) &&
+                g->values[g->nodes[i].in[0]].producer < 0)
+                drop_twin(g, dead, &g->nodes[i], j);
     for (int i = 0; i < g->nnodes; i++) {
         ir_node *pad = &g->nodes[i];
         if (dead[i] || pad->op != OP_PAD || pad->attr.stride[0] != 1 || pad->attr.stride[1] != 1)
@@ -439,13 +460,7 @@ void graph_absorb_pads(ir_graph *g, FILE *report)
             if (j == i || dead[j])
                 continue;
             if (same_pad(pad, &g->nodes[j])) { /* the same pad again: read this one */
-                int twin = g->nodes[j].out[0];
-                for (int t = 0; t < g->nnodes; t++)
-                    for (int k = 0; k < g->nodes[t].nin; k++)
-                        if (g->nodes[t].in[k] == twin)
-                            g->nodes[t].in[k] = padded;
-                g->values[twin].producer = -1;
-                dead[j] = 1;
+                drop_twin(g, dead, pad, j);
                 continue;
             }
             int *slot = border_slot(&g->nodes[j], v);
@@ -466,7 +481,7 @@ void graph_absorb_pads(ir_graph *g, FILE *report)
                     op_name(g->nodes[b].op));
     }
     /* drop the pads, keeping order; producers and nforward follow */
-    int *map = calloc((size_t)g->nnodes, sizeof *map);
+    int *map = arena_alloc(g->a, sizeof *map * (size_t)g->nnodes);
     int kept = 0, forward = 0;
     for (int i = 0; i < g->nnodes; i++) {
         map[i] = -1;
@@ -481,8 +496,6 @@ void graph_absorb_pads(ir_graph *g, FILE *report)
             g->values[v].producer = map[g->values[v].producer];
     g->nnodes = kept;
     g->nforward = forward;
-    free(map);
-    free(dead);
 }
 
 void graph_prepare_tiled(ir_graph *g, const target_desc *t)
