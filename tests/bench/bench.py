@@ -492,7 +492,9 @@ METHOD = """## How it is measured
   loss):
   A = input→conv→tail, A0 = input→tail, B = input→batchnorm→conv→tail,
   B0 = input→batchnorm→tail, compiled with `--forward-chunk 64` (the forward entry
-  over the whole batch, as the train step computes its forward pass, not in chunks).
+  over the whole batch, as the train step computes its forward pass, not in chunks) and
+  `--keep-pads` (B's batch norm would otherwise write the convolution's padded input itself
+  while A keeps the copy of its input, and backward-data would be credited with that copy).
   Then forward = fwd(A) − fwd(A0);
   backward-weights = step(A) − step(A0) − forward (the conv is A's first layer, and cnnc
   computes no input gradient for it — `cnnc --emit ir` shows no backward-data kernel);
