@@ -401,7 +401,7 @@ static void emit_descriptor(cg *c, const cnnc_unit *u, LLVMValueRef train_fn,
         i32c(c, net->batch), i32c(c, x->shape.d[1]), i32c(c, x->shape.d[2]),
         i32c(c, x->shape.d[3]), i32c(c, classes), i32c(c, g->nparams), table,
         i64c(c, g->param_floats), i64c(c, u->arena_bytes),
-        i64c(c, g->values[g->logits].offset), i64c(c, (int64_t)graph_arch_hash(g)),
+        i64c(c, g->values[g->logits].offset), i64c(c, (int64_t)graph_arch_hash(u->layers)),
         cstr(c, config), train_fn, forward_fn};
     free(config);
     char *name = malloc(strlen(net->name) + 8);

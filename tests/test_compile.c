@@ -192,6 +192,12 @@ static void check_example(const char *file, int opt_level)
     cnn_error err;
     m.desc = cnn_model_open(m.so_path, &m.handle, &err);
     ck_assert_msg(m.desc != NULL, "%s", err.msg);
+    /* the architecture's hash (checkpoints' arch_hash, which --resume
+     * checks) is of the network as written: the same at every -O level */
+    ck_assert_msg(m.desc->arch_hash == graph_arch_hash(m.ref.layers),
+                  "%s: -O%d's arch hash %016llx is not -O0's %016llx", file, opt_level,
+                  (unsigned long long)m.desc->arch_hash,
+                  (unsigned long long)graph_arch_hash(m.ref.layers));
     m.ctx = cnn_ctx_create(m.desc, 1, &err);
     ck_assert_msg(m.ctx != NULL, "%s", err.msg);
     ck_assert_int_eq(m.desc->batch, 4);
