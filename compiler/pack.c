@@ -29,6 +29,11 @@
  * with fewer than 4 output channels per group (depthwise convolutions)
  * keep their plain loops.  The rewrite only changes how values are
  * computed, never which: every test compares -O0 and -O2.
+ *
+ * After fusion, graph_absorb_pads removes the pad copies it can: a batch
+ * norm writes its output (or input gradient) straight inside the zero
+ * border a convolution needs, and the tensor's other readers are told
+ * where it sits (the *_pad borders of ir_attrs).
  */
 #include <string.h>
 
@@ -400,19 +405,6 @@ static int same_pad(const ir_node *a, const ir_node *b)
            b->attr.stride[1] == 1;
 }
 
-/* A batch norm's output (forward: what a convolution pads for its input
- * and its weight gradient) or input gradient (backward: what the
- * convolution's backward-data pads) is written by the batch norm's kernel
- * straight inside the zero border the pad would have added (out_pad), and
- * the pads of it go: a pass over the tensor and a copy of it less per pad.
- * A second pad of the same value with the same border (the weight
- * gradient's, in the backward pass) reads the same buffer.  Only where
- * every other reader of the value can read it inside the border
- * (border_slot).  Runs after fusion: a batch norm's relu and residual add
- * are its epilogue by then, so it writes what the convolution reads.
- * ResNet-8's train step: 18 pads go, 2 stay (the input's, for the stem
- * and its weight gradient; pad_value dropped 2 more that added nothing);
- * 1 thread +5%, 2 threads +3% images/s (see the commit). */
 /* Node twin, a pad that same_pad says computes what pad does, goes: its
  * readers read pad's output, which then lives until the last of them. */
 static void drop_twin(ir_graph *g, char *dead, const ir_node *pad, int twin)
@@ -426,6 +418,19 @@ static void drop_twin(ir_graph *g, char *dead, const ir_node *pad, int twin)
     dead[twin] = 1;
 }
 
+/* A batch norm's output (forward: what a convolution pads for its input
+ * and its weight gradient) or input gradient (backward: what the
+ * convolution's backward-data pads) is written by the batch norm's kernel
+ * straight inside the zero border the pad would have added (out_pad), and
+ * the pads of it go: a pass over the tensor and a copy of it less per pad.
+ * A second pad of the same value with the same border (the weight
+ * gradient's, in the backward pass) reads the same buffer.  Only where
+ * every other reader of the value can read it inside the border
+ * (border_slot).  Runs after fusion: a batch norm's relu and residual add
+ * are its epilogue by then, so it writes what the convolution reads.
+ * ResNet-8's train step: 18 pads go, 2 stay (the input's, for the stem
+ * and its weight gradient; pad_value dropped 2 more that added nothing);
+ * 1 thread +5%, 2 threads +3% images/s (see the commit). */
 void graph_absorb_pads(ir_graph *g, FILE *report)
 {
     if (g->nnodes <= 0)
@@ -443,8 +448,8 @@ void graph_absorb_pads(ir_graph *g, FILE *report)
         if (dead[i] || pad->op != OP_PAD || pad->attr.stride[0] != 1 || pad->attr.stride[1] != 1)
             continue;
         int v = pad->in[0], b = g->values[v].producer;
-        if (b < 0 || g->nodes[b].out[0] != v || g->values[v].alias >= 0 ||
-            (g->nodes[b].op != OP_BATCHNORM_BWD && g->nodes[b].op != OP_BATCHNORM))
+        if (b < 0 || g->nodes[b].out[0] != v || g->values[v].alias >= 0 || v == g->logits ||
+            v == g->loss || (g->nodes[b].op != OP_BATCHNORM_BWD && g->nodes[b].op != OP_BATCHNORM))
             continue;
         int ok = 1;
         for (int u = 0; u < g->nvalues && ok; u++)
