@@ -866,9 +866,21 @@ static const ref_fn ref_ops[OP_COUNT] = {
 
 uint64_t ref_seed, ref_step;
 
+/* One element of a fused epilogue: y and the operand's element a (0 when
+ * there is no operand). */
+static void post_element(int p, float *y, float a)
+{
+    if (p & POST_ADD)
+        *y = *y + a;
+    if ((p & POST_RELU) && *y < 0)
+        *y = 0;
+    if ((p & POST_MASK) && !(a > 0))
+        *y = 0;
+}
+
 /* A fused epilogue (fuse.c) on the node's first output, after the op;
  * the output and the operand may each lie inside a zero border (pack.c's
- * absorb_pads: out_pad, post_pad). */
+ * graph_absorb_pads: out_pad, post_pad). */
 static void post(ref *r, const ir_node *n)
 {
     int p = n->attr.post;
@@ -879,14 +891,8 @@ static void post(ref *r, const ir_node *n)
     const int *op = n->attr.out_pad, *ap = n->attr.post_pad;
     static const int none[4];
     if (!memcmp(op, none, sizeof none) && !memcmp(ap, none, sizeof none)) {
-        for (int64_t e = 0; e < count_of(r, n->out[0]); e++) {
-            if (p & POST_ADD)
-                y[e] = y[e] + arg[e];
-            if ((p & POST_RELU) && y[e] < 0)
-                y[e] = 0;
-            if ((p & POST_MASK) && !(arg[e] > 0))
-                y[e] = 0;
-        }
+        for (int64_t e = 0; e < count_of(r, n->out[0]); e++)
+            post_element(p, &y[e], arg ? arg[e] : 0);
         return;
     }
     d4 yb = dims(r, n->out[0]), d = {yb.c, yb.h - op[0] - op[2], yb.w - op[1] - op[3]};
@@ -894,16 +900,9 @@ static void post(ref *r, const ir_node *n)
     for (int i = 0; i < r->n; i++)
         for (int64_t c = 0; c < d.c; c++)
             for (int64_t h = 0; h < d.h; h++)
-                for (int64_t w = 0; w < d.w; w++) {
-                    int64_t e = AT(yb, i, c, h + op[0], w + op[1]);
-                    int64_t a = AT(ab, i, c, h + ap[0], w + ap[1]);
-                    if (p & POST_ADD)
-                        y[e] = y[e] + arg[a];
-                    if ((p & POST_RELU) && y[e] < 0)
-                        y[e] = 0;
-                    if ((p & POST_MASK) && !(arg[a] > 0))
-                        y[e] = 0;
-                }
+                for (int64_t w = 0; w < d.w; w++)
+                    post_element(p, &y[AT(yb, i, c, h + op[0], w + op[1])],
+                                 arg ? arg[AT(ab, i, c, h + ap[0], w + ap[1])] : 0);
 }
 
 int ref_has_op(op_kind op)
