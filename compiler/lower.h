@@ -51,7 +51,7 @@ lexpr *post_apply(lprogram *p, const ir_node *n, lexpr *value, lexpr *at);
 typedef void (*row_fn)(lprogram *p, const void *ctx, lstmt *body, lexpr *w);
 void vector_row(lprogram *p, lstmt *parent, int64_t width, row_fn fn, const void *ctx);
 
-/* Whether a border (pack.c's absorb_pads: top, left, bottom, right) is set. */
+/* Whether a border (pack.c's graph_absorb_pads: top, left, bottom, right) is set. */
 static inline int bordered(const int pad[4])
 {
     return pad[0] || pad[1] || pad[2] || pad[3];

@@ -664,10 +664,9 @@ typedef struct sfilter_tile {
 static lexpr *sfilter_dy(const filter_ctx *c, lprogram *p, lexpr *i, lexpr *k, lexpr *oh,
                          lexpr *col)
 {
-    const int *pad = c->n->attr.in_pad;
-    dims d = {c->kt, c->oh + pad[0] + pad[2], c->ow + pad[1] + pad[3]};
-    return at4(p, d, lx_add(p, c->first, i), lx_madd(p, V(p, c->g_var), c->kg, k),
-               lx_add(p, oh, I(p, pad[0])), lx_add(p, col, I(p, pad[1])));
+    dims d = {c->kt, c->oh, c->ow};
+    return at4_in(p, d, c->n->attr.in_pad, lx_add(p, c->first, i),
+                  lx_madd(p, V(p, c->g_var), c->kg, k), oh, col);
 }
 
 static void sfilter_emit(lprogram *p, lstmt *parent, const filter_ctx *c, const sfilter_tile *t)
