@@ -506,6 +506,70 @@ static void emit_if(kemit *e, const lstmt *s)
     LLVMPositionBuilderAtEnd(b, join);
 }
 
+/* A vector of `lanes` lanes taken from v: lane i is lane pick[i] of v
+ * (or of w, for pick[i] >= v's width), poison where pick[i] < 0. */
+static LLVMValueRef shuffle(cg *c, LLVMValueRef v, LLVMValueRef w, const int *pick, int lanes)
+{
+    LLVMValueRef mask[64];
+    for (int i = 0; i < lanes; i++)
+        mask[i] = pick[i] < 0 ? LLVMGetPoison(c->i32)
+                              : LLVMConstInt(c->i32, (unsigned long long)pick[i], 0);
+    return LLVMBuildShuffleVector(c->b, v, w, LLVMConstVector(mask, (unsigned)lanes), "");
+}
+
+/* LS_TRANSPOSE: the M source vectors (L lanes) padded to N x N, N the
+ * power of two that holds both, then log2(N) rounds of two-input shuffles,
+ * each swapping the off-diagonal b x b blocks of every 2b x 2b block (b =
+ * N/2 ... 1): 4 rounds of 16 shuffles for a 16 x 16 block, where storing
+ * each source vector as a scatter costs a store per lane.  Padding lanes
+ * and rows are poison, which LLVM folds away. */
+static void emit_transpose(kemit *e, const lstmt *s)
+{
+    cg *c = e->c;
+    int m = (int)s->extent->i, l = s->value->lanes, n = 1;
+    while (n < m || n < l)
+        n *= 2;
+    LLVMTypeRef src_t = LLVMVectorType(c->f32, (unsigned)l);
+    LLVMValueRef src = address(e, s->value->buf, s->value->a), row[64], next[64];
+    int pick[64];
+    for (int i = 0; i < n; i++)
+        pick[i] = i < l ? i : -1;
+    for (int i = 0; i < n; i++) {
+        if (i >= m) {
+            row[i] = LLVMGetPoison(LLVMVectorType(c->f32, (unsigned)n));
+            continue;
+        }
+        LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(i * s->stride), 1);
+        LLVMValueRef v = LLVMBuildLoad2(c->b, src_t, LLVMBuildGEP2(c->b, c->f32, src, &off, 1, ""), "");
+        LLVMSetAlignment(v, 4);
+        row[i] = l == n ? v : shuffle(c, v, LLVMGetPoison(src_t), pick, n);
+    }
+    for (int b = n / 2; b >= 1; b /= 2) {
+        for (int i = 0; i < n; i++) {
+            if (i & b)
+                continue;
+            int lo[64], hi[64];
+            for (int t = 0; t < n; t++) {
+                int first = (t & b) == 0; /* t in its 2b-group's first half */
+                lo[t] = first ? t : n + t - b;
+                hi[t] = first ? t + b : n + t;
+            }
+            next[i] = shuffle(c, row[i], row[i + b], lo, n);
+            next[i + b] = shuffle(c, row[i], row[i + b], hi, n);
+        }
+        memcpy(row, next, sizeof(LLVMValueRef) * (size_t)n);
+    }
+    LLVMValueRef dst = address(e, s->buf, s->index);
+    for (int i = 0; i < n; i++)
+        pick[i] = i < m ? i : -1;
+    for (int i = 0; i < l; i++) {
+        LLVMValueRef v = m == n ? row[i] : shuffle(c, row[i], LLVMGetPoison(LLVMTypeOf(row[i])), pick, m);
+        LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)i * (unsigned long long)m, 1);
+        LLVMValueRef st = LLVMBuildStore(c->b, v, LLVMBuildGEP2(c->b, c->f32, dst, &off, 1, ""));
+        LLVMSetAlignment(st, 4);
+    }
+}
+
 static void stmt(kemit *e, const lstmt *s)
 {
     cg *c = e->c;
@@ -519,6 +583,9 @@ static void stmt(kemit *e, const lstmt *s)
         break;
     case LS_IF:
         emit_if(e, s);
+        break;
+    case LS_TRANSPOSE:
+        emit_transpose(e, s);
         break;
     case LS_SET:
         LLVMBuildStore(c->b, splat_to(c, expr(e, s->value), e->k->vars[s->var].lanes),

@@ -329,6 +329,21 @@ lstmt *ls_if(lprogram *p, lstmt *parent, lexpr *cond)
     return s;
 }
 
+lstmt *ls_transpose(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int src,
+                    lexpr *src_index, int m, int l, int64_t src_stride)
+{
+    lstmt *s = stmt(p, LS_TRANSPOSE);
+    s->buf = dst;
+    s->index = dst_index;
+    s->value = lx_load(p, src, src_index);
+    s->value->lanes = l;
+    s->value->stride = 1;
+    s->extent = lx_int(p, m);
+    s->stride = src_stride;
+    ls_append(p, parent, s);
+    return s;
+}
+
 /* ---- comparing ---------------------------------------------------------------------- */
 
 /* Buffer i of pa (kernel index ka) and buffer j of pb (kernel kb) are the
@@ -391,6 +406,10 @@ static int stmt_same(const same_ctx *c, const lstmt *x, const lstmt *y)
         return x->accumulate == y->accumulate && x->stride == y->stride &&
                buf_same(c->pa, x->buf, c->ka, c->pb, y->buf, c->kb) &&
                expr_same(c, x->index, y->index) && expr_same(c, x->value, y->value);
+    case LS_TRANSPOSE:
+        return x->stride == y->stride && buf_same(c->pa, x->buf, c->ka, c->pb, y->buf, c->kb) &&
+               expr_same(c, x->extent, y->extent) && expr_same(c, x->index, y->index) &&
+               expr_same(c, x->value, y->value);
     case LS_SET:
         return x->var == y->var && expr_same(c, x->value, y->value);
     case LS_IF:
@@ -533,6 +552,15 @@ static void print_stmt(FILE *out, const lprogram *p, const lkernel *k, const lst
         fprintf(out, "] %s ", s->accumulate ? "+=" : "=");
         print_expr(out, p, k, s->value);
         fputc('\n', out);
+        return;
+    case LS_TRANSPOSE:
+        fprintf(out, "%*s%s[", depth * 2, "", p->bufs[s->buf].name);
+        print_expr(out, p, k, s->index);
+        fprintf(out, " : +%" PRId64 "x%d] = transpose(%s[", s->extent->i, s->value->lanes,
+                p->bufs[s->value->buf].name);
+        print_expr(out, p, k, s->value->a);
+        fprintf(out, " : %" PRId64 "x%d by %" PRId64 "])\n", s->extent->i, s->value->lanes,
+                s->stride);
         return;
     case LS_SET:
         fprintf(out, "%*s%s = ", depth * 2, "", k->vars[s->var].name);

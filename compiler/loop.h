@@ -9,6 +9,7 @@
  *   buf[index] = value   /   buf[index] += value
  *   local = value                      (a scalar kept in a register)
  *   if cond { ... } else { ... }
+ *   dst[index..] = transpose(src[at..], M x L)  (register tiles' stores)
  *
  * over expressions on 64-bit integers (indices), 32-bit floats and
  * booleans.  Loops always start at 0 with step 1.  The runtime batch size n
@@ -65,7 +66,7 @@ struct lexpr {
     lexpr *a, *b, *c;
 };
 
-typedef enum ls_kind { LS_BLOCK, LS_FOR, LS_STORE, LS_SET, LS_IF } ls_kind;
+typedef enum ls_kind { LS_BLOCK, LS_FOR, LS_STORE, LS_SET, LS_IF, LS_TRANSPOSE } ls_kind;
 
 enum { LOOP_PARALLEL = 1, LOOP_UNROLL = 2, LOOP_VECTOR = 4 };
 
@@ -87,6 +88,10 @@ struct lstmt {
     lexpr *value;
     int accumulate;
     int64_t stride;
+    /* LS_TRANSPOSE: M = extent (a constant) vectors of L = value->lanes
+     * floats, the first at value (a load from a stack array), each next one
+     * `stride` elements on, become L vectors of M floats at buf[index],
+     * buf[index + M], ...: dst[index + l*M + m] = src[at + m*stride + l] */
     /* LS_IF */
     lexpr *cond;
     lstmt *then_s, *else_s;
@@ -182,6 +187,10 @@ lstmt *ls_for(lprogram *p, lstmt *parent, const char *name, lexpr *extent, int *
 lstmt *ls_store(lprogram *p, lstmt *parent, int buf, lexpr *index, lexpr *value, int accumulate);
 lstmt *ls_set(lprogram *p, lstmt *parent, int var, lexpr *value);
 lstmt *ls_if(lprogram *p, lstmt *parent, lexpr *cond);
+/* The M x L block of stack array src at src_index (M vectors of L floats,
+ * src_stride apart) into stack array dst at dst_index, transposed. */
+lstmt *ls_transpose(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int src,
+                    lexpr *src_index, int m, int l, int64_t src_stride);
 
 /* ---- passes --------------------------------------------------------------- */
 

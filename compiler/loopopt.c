@@ -71,6 +71,7 @@ lstmt *ls_subst(lprogram *p, const lstmt *s, int var, lexpr *with)
         copy->body = ls_subst(p, s->body, var, with);
         break;
     case LS_STORE:
+    case LS_TRANSPOSE:
         copy->index = lx_subst(p, s->index, var, with);
         copy->value = lx_subst(p, s->value, var, with);
         break;
@@ -210,7 +211,8 @@ static lstmt *vec_stmt(vec_ctx *c, lstmt *s)
             copy->items[i] = vec_stmt(c, s->items[i]);
         break;
     case LS_FOR:
-        c->failed = 1; /* vector loops are innermost */
+    case LS_TRANSPOSE:
+        c->failed = 1; /* vector loops are innermost and of scalar statements */
         break;
     case LS_SET:
         copy->value = vec_expr(c, s->value);

@@ -51,6 +51,9 @@ typedef struct tile_spec {
      * weight gradient: the same vectors, one add more per step) */
     int sum_buf;
     lexpr *(*sum_index)(const void *ctx, lprogram *p, int j, lexpr *v);
+    /* store() writes rows m to consecutive elements: each column block is
+     * transposed in registers and stored as `lanes` vectors over m */
+    int transpose;
 } tile_spec;
 
 static lstmt *flagged_loop(lprogram *p, lstmt *parent, const char *name, int64_t extent, int flag,
@@ -80,6 +83,26 @@ static int tile_fits(const lprogram *p, int64_t rows, int64_t cols, int spare)
  * convolution: forward 15.2-16.3 -> 13.9-14.4 ms,
  * backward-data 10% faster; ResNet-8 training 5%. */
 #define UNROLL_REDUCTION_MAX 3
+
+/* The results of a tile whose rows are consecutive elements of the output
+ * (a channel-vector convolution tile: rows are output columns, lanes are
+ * channels, NCHW keeps a channel's columns together): each column block
+ * transposed in registers, then one vector of `rows` lanes per channel.
+ * Stored as they come, each accumulator would be a 16-lane scatter; the
+ * epilogue's operands (a residual, a mask) load contiguously here too. */
+static void tile_store_transposed(lprogram *p, lstmt *parent, const tile_spec *t, int acc)
+{
+    int tr = lp_local_array(p, "tr", (int64_t)t->rows * t->lanes);
+    for (int j = 0; j < t->cols; j++) {
+        int l, u;
+        ls_transpose(p, parent, tr, I(p, 0), acc, I(p, (int64_t)j * t->lanes), t->rows, t->lanes,
+                     (int64_t)t->cols * t->lanes);
+        lstmt *lanes = flagged_loop(p, parent, "l", t->lanes, LOOP_UNROLL, &l);
+        lstmt *cols = flagged_loop(p, lanes, "u", t->rows, LOOP_VECTOR, &u);
+        t->store(t->ctx, p, cols, V(p, u), j, V(p, l),
+                 lx_load(p, tr, lx_madd(p, V(p, l), t->rows, V(p, u))));
+    }
+}
 
 static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
 {
@@ -126,13 +149,17 @@ static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
         ls_store(p, lane, sum, at, lx_add(p, lx_load(p, sum, at), b), 0);
     }
     /* results out */
-    rows = flagged_loop(p, parent, "m", t->rows, LOOP_UNROLL, &m);
-    for (int j = 0; j < t->cols; j++) {
-        lstmt *lane = flagged_loop(p, rows, "v", t->lanes, LOOP_VECTOR, &v);
-        lexpr *at = lx_add(p, lx_mul(p, lx_add(p, lx_mul(p, V(p, m), I(p, t->cols)), I(p, j)),
-                                     I(p, t->lanes)),
-                           V(p, v));
-        t->store(t->ctx, p, lane, V(p, m), j, V(p, v), lx_load(p, acc, at));
+    if (t->transpose) {
+        tile_store_transposed(p, parent, t, acc);
+    } else {
+        rows = flagged_loop(p, parent, "m", t->rows, LOOP_UNROLL, &m);
+        for (int j = 0; j < t->cols; j++) {
+            lstmt *lane = flagged_loop(p, rows, "v", t->lanes, LOOP_VECTOR, &v);
+            lexpr *at = lx_add(p, lx_mul(p, lx_add(p, lx_mul(p, V(p, m), I(p, t->cols)), I(p, j)),
+                                         I(p, t->lanes)),
+                               V(p, v));
+            t->store(t->ctx, p, lane, V(p, m), j, V(p, v), lx_load(p, acc, at));
+        }
     }
     for (int j = 0; j < t->cols && sum >= 0; j++) {
         lstmt *lane = flagged_loop(p, parent, "v", t->lanes, LOOP_VECTOR, &v);
@@ -210,10 +237,18 @@ static void conv_row(lprogram *p, lstmt *parent, conv_ctx *c, lexpr *k0, int col
     int rows = tile_budget(p) / cols;
     if (rows > c->ow)
         rows = (int)c->ow;
+    /* as many tiles as the budget needs, as even as they can be: 16
+     * columns as 8 + 8, not 14 + 2 (two accumulators per block cannot
+     * cover the FMA latency) */
+    int64_t tiles = (c->ow + rows - 1) / rows;
+    rows = (int)((c->ow + tiles - 1) / tiles);
     c->k0 = k0;
     c->lanes = lanes;
     tile_spec t = {c, c->bx, c->bw, lanes, rows, cols, 3, {I(p, c->cg), I(p, c->R), I(p, c->S)},
-                   {"c", "r", "s"}, conv_a, conv_b, conv_init, conv_store, -1, NULL};
+                   {"c", "r", "s"}, conv_a, conv_b, conv_init, conv_store, -1, NULL, 0};
+    /* (more rows than the target's lanes: the padded block would be
+     * twice as wide, no better than the scatters) */
+    t.transpose = rows >= 2 && rows <= p->target->lanes;
     int tv;
     if (c->ow / rows > 0) {
         lstmt *b = ls_for(p, parent, "owt", I(p, c->ow / rows), &tv)->body;
@@ -378,7 +413,7 @@ static void sconv_channels(lprogram *p, lstmt *parent, sconv_ctx *c, lexpr *k0, 
     c->k0 = k0;
     tile_spec t = {c, c->bw, c->bx, lanes, rows, cols, 3,
                    {I(p, c->cg), I(p, c->R), I(p, c->S)}, {"c", "r", "s"},
-                   sconv_a, sconv_b, sconv_init, sconv_store, -1, NULL};
+                   sconv_a, sconv_b, sconv_init, sconv_store, -1, NULL, 0};
     /* output rows in groups as even as the register budget allows (32
      * rows in 6-row tiles: 6, 6, 5, 5, 5, 5, not 6 x 5 and a 2-row tile of
      * a third of the accumulators), and in each row the columns as whole
@@ -596,7 +631,7 @@ static void filter_tiles(lprogram *p, lstmt *parent, filter_ctx *c, lexpr *k0, i
     c->lanes = lanes;
     tile_spec t = {c, c->bx, c->bdy, lanes, 0, cols, 3,
                    {c->red_n, I(p, c->oh), I(p, c->ow)}, {"i", "oh", "ow"},
-                   filter_a, filter_b, NULL, filter_store, -1, filter_bias_at};
+                   filter_a, filter_b, NULL, filter_store, -1, filter_bias_at, 0};
     tile_spec first = t;
     first.sum_buf = c->bdb;
     int cv;
@@ -987,7 +1022,7 @@ static void gemm(lprogram *p, lstmt *parent, gemm_ctx *c, int64_t nrows, int64_t
                          lx_mul(p, V(p, cb), I(p, (int64_t)parts[part].cols * parts[part].lanes)));
         c->lanes = parts[part].lanes;
         tile_spec t = {c, c->a_buf, c->b_buf, c->lanes, rows, parts[part].cols, 1, {red},
-                       {"red"}, gemm_a, gemm_b, gemm_init, gemm_store, -1, NULL};
+                       {"red"}, gemm_a, gemm_b, gemm_init, gemm_store, -1, NULL, 0};
         lstmt *tb = ls_for(p, b, "rt", lx_div(p, rows_e, I(p, rows)), &rt)->body;
         c->row0 = lx_mul(p, V(p, rt), I(p, rows));
         register_tile(p, tb, &t);

@@ -195,6 +195,23 @@ const net_case test_nets[] = {
      "  d = dense(f, units = 4)\n"
      "  loss = softmax_cross_entropy(d)\n"
      "}\n" TRAIN_BLOCK},
+    /* convolutions whose tiles hold vectors of output channels (stride 2,
+     * and few columns): each tile transposed in registers before its
+     * store; 29 columns as 10 + 10 + 9, 36 channels as two blocks of 16
+     * and a 4-lane tail, a residual add and relu (forward) and a relu mask
+     * (backward-data) applied after the transposition */
+    {"channel_tiles",
+     "network channel_tiles {\n"
+     "  x = input(6, 9, 57)\n"
+     "  a = conv2d(x, filters = 36, kernel = 3, stride = 2, padding = 1)\n"
+     "  r = relu(a)\n"
+     "  b = conv2d(r, filters = 36, kernel = 3, padding = 1)\n"
+     "  s = add(b, a)\n"
+     "  t = relu(s)\n"
+     "  f = flatten(t)\n"
+     "  d = dense(f, units = 4)\n"
+     "  loss = softmax_cross_entropy(d)\n"
+     "}\n" TRAIN_BLOCK},
 };
 
 const int test_net_count = (int)(sizeof test_nets / sizeof test_nets[0]);
