@@ -18,6 +18,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define CTX_ALIGN 64
@@ -38,14 +39,24 @@ int cnn_default_threads(int n)
     return cores > 0 ? (int)cores : 1;
 }
 
-/* posix_memalign + memset, for at least one byte; NULL on failure. */
+#define HUGE_PAGE (2u << 20)
+
+/* posix_memalign + memset, for at least one byte; NULL on failure.  A
+ * block of a huge page or more is aligned to huge pages and asks the
+ * kernel for them (madvise: these machines back memory with 2 MiB pages
+ * only where asked) before it is touched. */
 static void *alloc_touched(int64_t bytes)
 {
     size_t n = bytes > 0 ? (size_t)bytes : 1;
-    n = (n + CTX_ALIGN - 1) / CTX_ALIGN * CTX_ALIGN;
+    size_t align = n >= HUGE_PAGE ? HUGE_PAGE : CTX_ALIGN;
+    n = (n + align - 1) / align * align;
     void *p = NULL;
-    if (posix_memalign(&p, CTX_ALIGN, n) != 0)
+    if (posix_memalign(&p, align, n) != 0)
         return NULL;
+#ifdef MADV_HUGEPAGE
+    if (align == HUGE_PAGE)
+        madvise(p, n, MADV_HUGEPAGE); /* a hint: without it, 4 KiB pages */
+#endif
     memset(p, 0, n);
     return p;
 }
