@@ -428,6 +428,19 @@ static void print_value_ref(FILE *out, const ir_graph *g, int v)
 }
 
 /* A fused epilogue: " +add(%r0) +relu", and the nodes it came from. */
+/* pack.c's graph_absorb_pads: which of n's buffers have a zero border
+ * around them, each as "[what in border top left bottom right]" after sep. */
+static void print_borders(FILE *out, const ir_node *n, const char *sep)
+{
+    const int *border[4] = {n->attr.out_pad, n->attr.in_pad, n->attr.x_pad, n->attr.post_pad};
+    static const char *const what[4] = {"output", "input 0", "input 1", "fused operand"};
+    for (int k = 0; k < 4; k++) {
+        const int *b = border[k];
+        if (b[0] | b[1] | b[2] | b[3])
+            fprintf(out, "%s[%s in border %d %d %d %d]", sep, what[k], b[0], b[1], b[2], b[3]);
+    }
+}
+
 static void print_post(FILE *out, const ir_graph *g, const ir_node *n)
 {
     if (n->attr.post & POST_ADD) {
@@ -444,14 +457,7 @@ static void print_post(FILE *out, const ir_graph *g, const ir_node *n)
     }
     if (n->fused)
         fprintf(out, " [fused: %s]", n->fused);
-    /* pack.c's graph_absorb_pads: buffers with a zero border around */
-    const int *border[4] = {n->attr.out_pad, n->attr.in_pad, n->attr.x_pad, n->attr.post_pad};
-    static const char *const what[4] = {"output", "input 0", "input 1", "fused operand"};
-    for (int k = 0; k < 4; k++) {
-        const int *b = border[k];
-        if (b[0] | b[1] | b[2] | b[3])
-            fprintf(out, " [%s in border %d %d %d %d]", what[k], b[0], b[1], b[2], b[3]);
-    }
+    print_borders(out, n, " ");
 }
 
 void graph_print(FILE *out, const ir_graph *g)
@@ -522,6 +528,7 @@ void graph_print_dot(FILE *out, const ir_graph *g)
             fputs("\\n", out);
             ir_shape_print(out, g->values[n->out[0]].shape);
         }
+        print_borders(out, n, "\\n");
         fputs("\"];\n", out);
     }
     char *read = calloc((size_t)g->nvalues, 1);

@@ -497,6 +497,11 @@ START_TEST(test_ir_borders)
     *infer = '\0'; /* the train step: no pad of r0 left */
     ck_assert_ptr_null(strstr(text, "= pad(%r0)"));
     free(text);
+    const char *dot[] = {"examples/resnet8.cnn", "--emit", "dot", "-o", ir, NULL};
+    ck_assert_int_eq(run_cnnc(dot, NULL), 0);
+    text = slurp(ir); /* the DOT boxes say the same */
+    ck_assert_ptr_nonnull(strstr(text, "batchnorm + relu\\n[128, 16, 34, 34]\\n[output in border 1 1 1 1]"));
+    free(text);
     const char *keep[] = {"examples/resnet8.cnn", "--keep-pads", "--emit", "ir", "-o", ir, NULL};
     ck_assert_int_eq(run_cnnc(keep, NULL), 0);
     text = slurp(ir);
