@@ -570,6 +570,80 @@ static void emit_transpose(kemit *e, const lstmt *s)
     }
 }
 
+/* v (lanes contiguous floats) stored at addr, or added to what is there;
+ * odd: the width is not a power of two and addr is memory, so masked
+ * accesses of the next power of two. */
+static void store_floats(cg *c, LLVMValueRef addr, LLVMValueRef v, int lanes, int accumulate,
+                         int odd)
+{
+    if (accumulate) {
+        LLVMValueRef old = odd ? load_masked(c, addr, lanes, 1)
+                               : LLVMBuildLoad2(c->b, ltype_of(c, LT_FLOAT, lanes), addr, "");
+        if (!odd)
+            LLVMSetAlignment(old, 4);
+        v = LLVMBuildFAdd(c->b, old, v, "");
+    }
+    if (odd) {
+        store_masked(c, v, addr, lanes, 1);
+        return;
+    }
+    LLVMSetAlignment(LLVMBuildStore(c->b, v, addr), 4);
+}
+
+/* LS_LANE_SUMS: the S source vectors (L lanes, padded with zeros to W, a
+ * power of two) summed pairwise: each round puts two vectors' halves side
+ * by side and adds them, so a vector of g sources x p partial sums becomes
+ * 2g sources x p/2 (sources stay in order), until each lane is one
+ * source's sum.  16 sources of 16 lanes: 15 adds and 30 shuffles, where a
+ * separate horizontal sum per source took 4 adds and 4 shuffles each, and
+ * a scalar add to memory. */
+static void emit_lane_sums(kemit *e, const lstmt *s)
+{
+    cg *c = e->c;
+    int count = (int)s->extent->i, l = s->value->lanes, w = pow2_above(l);
+    LLVMTypeRef src_t = LLVMVectorType(c->f32, (unsigned)l);
+    LLVMValueRef src = address(e, s->value->buf, s->value->a), vec[64], zero = LLVMConstNull(src_t);
+    int pick[64], lo[64], hi[64];
+    for (int i = 0; i < w; i++)
+        pick[i] = i < l ? i : l; /* lane l of the zero vector */
+    for (int m = 0; m < count; m++) {
+        LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(m * s->stride), 1);
+        LLVMValueRef v = LLVMBuildLoad2(c->b, src_t, LLVMBuildGEP2(c->b, c->f32, src, &off, 1, ""), "");
+        LLVMSetAlignment(v, 4);
+        vec[m] = l == w ? v : shuffle(c, v, zero, pick, w);
+    }
+    int n = count;
+    for (int p = w; p > 1; p /= 2) { /* p partial sums per source, w / p sources per vector */
+        int g = w / p;
+        for (int t = 0; t < w; t++) {
+            int src_vec = t / (g * p / 2) ; /* 0: x's sources, 1: y's */
+            int within = t % (g * p / 2), source = within / (p / 2), part = within % (p / 2);
+            lo[t] = src_vec * w + source * p + part;
+            hi[t] = lo[t] + p / 2;
+        }
+        int next = 0;
+        for (int i = 0; i < n; i += 2) {
+            LLVMValueRef x = vec[i], y = i + 1 < n ? vec[i + 1] : LLVMConstNull(LLVMTypeOf(x));
+            vec[next++] = LLVMBuildFAdd(c->b, shuffle(c, x, y, lo, w), shuffle(c, x, y, hi, w), "");
+        }
+        n = next;
+    }
+    LLVMValueRef dst = address(e, s->buf, s->index);
+    for (int k = 0; k < n; k++) { /* w sources per vector, in order */
+        int lanes = count - k * w < w ? count - k * w : w;
+        LLVMValueRef v = vec[k];
+        if (lanes == 1) {
+            v = LLVMBuildExtractElement(c->b, v, LLVMConstInt(c->i32, 0, 0), "");
+        } else if (lanes < w) {
+            for (int i = 0; i < lanes; i++)
+                pick[i] = i;
+            v = shuffle(c, v, LLVMGetPoison(LLVMTypeOf(v)), pick, lanes);
+        }
+        LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(k * w), 1);
+        store_floats(c, LLVMBuildGEP2(c->b, c->f32, dst, &off, 1, ""), v, lanes, 1, odd_width(lanes));
+    }
+}
+
 static void stmt(kemit *e, const lstmt *s)
 {
     cg *c = e->c;
@@ -586,6 +660,9 @@ static void stmt(kemit *e, const lstmt *s)
         break;
     case LS_TRANSPOSE:
         emit_transpose(e, s);
+        break;
+    case LS_LANE_SUMS:
+        emit_lane_sums(e, s);
         break;
     case LS_SET:
         LLVMBuildStore(c->b, splat_to(c, expr(e, s->value), e->k->vars[s->var].lanes),
@@ -615,24 +692,15 @@ static void stmt(kemit *e, const lstmt *s)
             }
             break;
         }
-        /* (stack arrays keep plain accesses: LLVM promotes them to registers) */
-        int odd = e->p->bufs[s->buf].type == DT_F32 && e->p->bufs[s->buf].kind != LB_LOCAL &&
-                  odd_width(lanes);
-        if (s->accumulate) {
-            LLVMValueRef old = odd ? load_masked(c, addr, lanes, 1)
-                                   : LLVMBuildLoad2(c->b, ltype_of(c, LT_FLOAT, lanes), addr, "");
-            if (!odd)
-                LLVMSetAlignment(old, 4);
-            v = LLVMBuildFAdd(c->b, old, v, "");
-        }
-        if (odd) {
-            store_masked(c, v, addr, lanes, 1);
-            break;
-        }
-        if (e->p->bufs[s->buf].type == DT_I32)
+        if (e->p->bufs[s->buf].type == DT_I32) {
             v = LLVMBuildTrunc(c->b, v, lanes > 1 ? LLVMVectorType(c->i32, (unsigned)lanes) : c->i32,
                                "");
-        LLVMSetAlignment(LLVMBuildStore(c->b, v, addr), 4);
+            LLVMSetAlignment(LLVMBuildStore(c->b, v, addr), 4);
+            break;
+        }
+        /* (stack arrays keep plain accesses: LLVM promotes them to registers) */
+        store_floats(c, addr, v, lanes, s->accumulate,
+                     e->p->bufs[s->buf].kind != LB_LOCAL && odd_width(lanes));
         break;
     }
     }

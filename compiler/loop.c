@@ -329,10 +329,10 @@ lstmt *ls_if(lprogram *p, lstmt *parent, lexpr *cond)
     return s;
 }
 
-lstmt *ls_transpose(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int src,
-                    lexpr *src_index, int m, int l, int64_t src_stride)
+static lstmt *block_stmt(lprogram *p, ls_kind kind, lstmt *parent, int dst, lexpr *dst_index,
+                         int src, lexpr *src_index, int m, int l, int64_t src_stride)
 {
-    lstmt *s = stmt(p, LS_TRANSPOSE);
+    lstmt *s = stmt(p, kind);
     s->buf = dst;
     s->index = dst_index;
     s->value = lx_load(p, src, src_index);
@@ -342,6 +342,18 @@ lstmt *ls_transpose(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int s
     s->stride = src_stride;
     ls_append(p, parent, s);
     return s;
+}
+
+lstmt *ls_transpose(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int src,
+                    lexpr *src_index, int m, int l, int64_t src_stride)
+{
+    return block_stmt(p, LS_TRANSPOSE, parent, dst, dst_index, src, src_index, m, l, src_stride);
+}
+
+lstmt *ls_lane_sums(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int src,
+                    lexpr *src_index, int m, int l, int64_t src_stride)
+{
+    return block_stmt(p, LS_LANE_SUMS, parent, dst, dst_index, src, src_index, m, l, src_stride);
 }
 
 /* ---- comparing ---------------------------------------------------------------------- */
@@ -407,6 +419,7 @@ static int stmt_same(const same_ctx *c, const lstmt *x, const lstmt *y)
                buf_same(c->pa, x->buf, c->ka, c->pb, y->buf, c->kb) &&
                expr_same(c, x->index, y->index) && expr_same(c, x->value, y->value);
     case LS_TRANSPOSE:
+    case LS_LANE_SUMS:
         return x->stride == y->stride && buf_same(c->pa, x->buf, c->ka, c->pb, y->buf, c->kb) &&
                expr_same(c, x->extent, y->extent) && expr_same(c, x->index, y->index) &&
                expr_same(c, x->value, y->value);
@@ -554,10 +567,14 @@ static void print_stmt(FILE *out, const lprogram *p, const lkernel *k, const lst
         fputc('\n', out);
         return;
     case LS_TRANSPOSE:
+    case LS_LANE_SUMS:
         fprintf(out, "%*s%s[", depth * 2, "", p->bufs[s->buf].name);
         print_expr(out, p, k, s->index);
-        fprintf(out, " : +%" PRId64 "x%d] = transpose(%s[", s->extent->i, s->value->lanes,
-                p->bufs[s->value->buf].name);
+        if (s->kind == LS_TRANSPOSE)
+            fprintf(out, " : +%" PRId64 "x%d] = transpose(", s->extent->i, s->value->lanes);
+        else
+            fprintf(out, " : +%" PRId64 "] += lane_sums(", s->extent->i);
+        fprintf(out, "%s[", p->bufs[s->value->buf].name);
         print_expr(out, p, k, s->value->a);
         fprintf(out, " : %" PRId64 "x%d by %" PRId64 "])\n", s->extent->i, s->value->lanes,
                 s->stride);

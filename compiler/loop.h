@@ -10,6 +10,7 @@
  *   local = value                      (a scalar kept in a register)
  *   if cond { ... } else { ... }
  *   dst[index..] = transpose(src[at..], M x L)  (register tiles' stores)
+ *   dst[index..] += lane_sums(src[at..], M x L)  (and their lane sums)
  *
  * over expressions on 64-bit integers (indices), 32-bit floats and
  * booleans.  Loops always start at 0 with step 1.  The runtime batch size n
@@ -66,7 +67,9 @@ struct lexpr {
     lexpr *a, *b, *c;
 };
 
-typedef enum ls_kind { LS_BLOCK, LS_FOR, LS_STORE, LS_SET, LS_IF, LS_TRANSPOSE } ls_kind;
+typedef enum ls_kind {
+    LS_BLOCK, LS_FOR, LS_STORE, LS_SET, LS_IF, LS_TRANSPOSE, LS_LANE_SUMS
+} ls_kind;
 
 enum { LOOP_PARALLEL = 1, LOOP_UNROLL = 2, LOOP_VECTOR = 4 };
 
@@ -91,7 +94,9 @@ struct lstmt {
     /* LS_TRANSPOSE: M = extent (a constant) vectors of L = value->lanes
      * floats, the first at value (a load from a stack array), each next one
      * `stride` elements on, become L vectors of M floats at buf[index],
-     * buf[index + M], ...: dst[index + l*M + m] = src[at + m*stride + l] */
+     * buf[index + M], ...: dst[index + l*M + m] = src[at + m*stride + l].
+     * LS_LANE_SUMS: the same M vectors, each summed across its lanes and
+     * added to memory: buf[index + m] += sum over l of src[at + m*stride + l] */
     /* LS_IF */
     lexpr *cond;
     lstmt *then_s, *else_s;
@@ -190,6 +195,10 @@ lstmt *ls_if(lprogram *p, lstmt *parent, lexpr *cond);
 /* The M x L block of stack array src at src_index (M vectors of L floats,
  * src_stride apart) into stack array dst at dst_index, transposed. */
 lstmt *ls_transpose(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int src,
+                    lexpr *src_index, int m, int l, int64_t src_stride);
+/* The same block's vectors summed across their lanes, the M sums added to
+ * the M consecutive floats of dst at dst_index. */
+lstmt *ls_lane_sums(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int src,
                     lexpr *src_index, int m, int l, int64_t src_stride);
 
 /* ---- passes --------------------------------------------------------------- */

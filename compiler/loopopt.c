@@ -72,6 +72,7 @@ lstmt *ls_subst(lprogram *p, const lstmt *s, int var, lexpr *with)
         break;
     case LS_STORE:
     case LS_TRANSPOSE:
+    case LS_LANE_SUMS:
         copy->index = lx_subst(p, s->index, var, with);
         copy->value = lx_subst(p, s->value, var, with);
         break;
@@ -212,6 +213,7 @@ static lstmt *vec_stmt(vec_ctx *c, lstmt *s)
         break;
     case LS_FOR:
     case LS_TRANSPOSE:
+    case LS_LANE_SUMS:
         c->failed = 1; /* vector loops are innermost and of scalar statements */
         break;
     case LS_SET:

@@ -746,7 +746,21 @@ static void sfilter_emit(lprogram *p, lstmt *parent, const filter_ctx *c, const 
             ls_store(p, l, acc[k], at, lx_fma(p, dy, x, lx_load(p, acc[k], at)), 0);
         }
     }
-    /* the lanes summed, in the order full vectors then the tail */
+    /* the lanes summed: where a tap's rk sums go to consecutive floats (the
+     * parts are [taps][K], the bias gradient [K]), all rk at once */
+    if (!t->ch || c->k_step == 1) {
+        lexpr *k0 = lx_madd(p, V(p, c->g_var), c->kg, t->k0);
+        for (int j = 0; j < t->tc; j++) {
+            lexpr *at = t->ch ? filter_at(c, p, k0, lx_madd(p, t->ch, c->R * c->S, I(p, t->t0 + j)))
+                              : lx_add(p, c->bias_off, k0);
+            for (int w = 0; w < 2; w++)
+                if (width[w])
+                    ls_lane_sums(p, parent, t->ch ? c->bout : c->bdb, at, acc[w],
+                                 I(p, j * width[w]), t->rk, (int)width[w], t->tc * width[w]);
+        }
+        return;
+    }
+    /* else one at a time, in the order full vectors then the tail */
     lstmt *r = flagged_loop(p, parent, "m", t->rk, LOOP_UNROLL, &m);
     lexpr *k = lx_madd(p, V(p, c->g_var), c->kg, lx_add(p, t->k0, V(p, m)));
     for (int j = 0; j < t->tc; j++) {
