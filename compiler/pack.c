@@ -242,8 +242,12 @@ static int rewrite_conv_bwd_data_phases(rewriter *w, int i)
     n->attr.phase_pad[1] = (int)lo[1];
     n->attr.filters = (int)dx->shape.d[1];
     n->attr.bias = 0;
-    n->attr.lanes = (int)cg;
-    n->attr.spatial = 1;
+    /* vectors over a phase's columns, or over dx's channels where those
+     * fill more lanes (a 16-column layer's stride-2 phases are 8 wide) */
+    int64_t phase_w = (dx->shape.d[3] + a->stride[1] - 1) / a->stride[1];
+    int spatial = lane_use(phase_w, w->lanes) >= lane_use(cg, w->lanes);
+    n->attr.lanes = spatial ? (int)cg : lanes_for(w, cg);
+    n->attr.spatial = spatial;
     n->attr.phases = 1;
     return 1;
 }

@@ -266,7 +266,7 @@ static void lower_tconv_spatial(lprogram *p, const ir_node *n);
 
 static void lower_tconv(lprogram *p, const ir_node *n)
 {
-    if (n->attr.spatial) {
+    if (n->attr.spatial || n->attr.phases) {
         lower_tconv_spatial(p, n);
         return;
     }
@@ -327,6 +327,7 @@ typedef struct sconv_ctx {
      * weights start at w_base */
     int64_t yh, yw, in_h, in_w, w_base;
     int sh, sw, h0, w0;
+    int lanes; /* channel-vector phases (cphase_row): this tile's lanes */
 } sconv_ctx;
 
 static lexpr *sconv_a(const void *vc, lprogram *p, lexpr *m, const int *red)
@@ -490,6 +491,110 @@ static void sconv_zero_phase(lprogram *p, lstmt *parent, const sconv_ctx *c)
     }
 }
 
+/* ---- a strided backward-data's phases, vectorized over channels ------------------------ */
+
+/* Where a phase has fewer columns than a vector has lanes (8 for the
+ * stride-2 backward-data of a 16-column layer) and dx has channels to
+ * fill them, the tile of conv_row instead: rows = the phase's columns,
+ * vectors over dx channels (the phase weights are packed [c][r][s][kg],
+ * so a block of channels is contiguous), transposed and stored a channel
+ * at a time, every sw-th column. */
+static lexpr *cphase_a(const void *vc, lprogram *p, lexpr *m, const int *red)
+{
+    const sconv_ctx *c = vc;
+    lexpr *ch = lx_madd(p, V(p, c->g_var), c->cg, V(p, red[0]));
+    lexpr *row = lx_add(p, c->oh0, lx_add(p, V(p, red[1]), I(p, c->in_h)));
+    lexpr *col = lx_add(p, lx_add(p, c->ow0, m), lx_add(p, V(p, red[2]), I(p, c->in_w)));
+    dims d = {c->ct, c->hp, c->wp};
+    return at4(p, d, V(p, c->n_var), ch, row, col);
+}
+
+static lexpr *cphase_b(const void *vc, lprogram *p, int j, const int *red)
+{
+    const sconv_ctx *c = vc;
+    lexpr *tap = lx_madd(p, lx_madd(p, V(p, red[0]), c->R, V(p, red[1])), c->S, V(p, red[2]));
+    lexpr *group = lx_mul(p, V(p, c->g_var), I(p, c->kg * c->cg * c->R * c->S));
+    lexpr *k = lx_add(p, c->k0, I(p, (int64_t)j * c->lanes));
+    return lx_add(p, I(p, c->w_base), lx_add(p, group, lx_add(p, lx_mul(p, tap, I(p, c->kg)), k)));
+}
+
+static lexpr *cphase_k(const sconv_ctx *c, lprogram *p, int j, lexpr *v)
+{
+    return lx_add(p, lx_madd(p, V(p, c->g_var), c->kg, c->k0), lx_madd(p, I(p, j), c->lanes, v));
+}
+
+static lexpr *cphase_init(const void *vc, lprogram *p, lexpr *m, int j, lexpr *v)
+{
+    const sconv_ctx *c = vc;
+    (void)m;
+    return c->bb < 0 ? NULL : lx_load(p, c->bb, cphase_k(c, p, j, v));
+}
+
+static void cphase_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int j, lexpr *v,
+                         lexpr *acc)
+{
+    const sconv_ctx *c = vc;
+    lexpr *k = cphase_k(c, p, j, v);
+    dims d = {c->kt, c->yh, c->yw};
+    lexpr *row = lx_madd(p, c->oh0, c->sh, I(p, c->h0));
+    lexpr *col = lx_madd(p, lx_add(p, c->ow0, m), c->sw, I(p, c->w0));
+    lexpr *at = at4(p, d, V(p, c->n_var), k, row, col);
+    lexpr *post = post_at(p, c->n, d, V(p, c->n_var), k, row, col, at);
+    ls_store(p, body, c->by, at, post_apply(p, c->n, acc, post), 0);
+}
+
+/* The tiles of one phase row (c->oh0) for blocks from k0 (cols blocks). */
+static void cphase_row(lprogram *p, lstmt *parent, sconv_ctx *c, lexpr *k0, int cols, int lanes)
+{
+    int rows = tile_budget(p) / cols;
+    if (rows > c->ow)
+        rows = (int)c->ow;
+    int64_t tiles = (c->ow + rows - 1) / rows;
+    rows = (int)((c->ow + tiles - 1) / tiles);
+    c->k0 = k0;
+    c->lanes = lanes;
+    tile_spec t = {c, c->bx, c->bw, lanes, rows, cols, 3, {I(p, c->cg), I(p, c->R), I(p, c->S)},
+                   {"c", "r", "s"}, cphase_a, cphase_b, cphase_init, cphase_store, -1, NULL,
+                   rows >= 2 && rows <= p->target->lanes};
+    int tv;
+    if (c->ow / rows > 0) {
+        lstmt *b = ls_for(p, parent, "owt", I(p, c->ow / rows), &tv)->body;
+        c->ow0 = lx_mul(p, V(p, tv), I(p, rows));
+        register_tile(p, b, &t);
+    }
+    if (c->ow % rows) {
+        t.rows = (int)(c->ow % rows);
+        t.transpose = t.rows >= 2;
+        c->ow0 = I(p, c->ow / rows * rows);
+        register_tile(p, parent, &t);
+    }
+}
+
+/* Every dx channel of the group over one phase: pairs of full blocks, the
+ * odd one, the narrower rest. */
+static void cphase_all(lprogram *p, lstmt *parent, sconv_ctx *c)
+{
+    int lanes = c->n->attr.lanes, kb, oh;
+    int64_t full = c->kg / lanes, tail = c->kg % lanes;
+    int cols = full >= 2 ? 2 : 1;
+    if (full / cols > 0) {
+        lstmt *kl = loop(p, parent, "kb", full / cols, &kb);
+        kl = loop(p, kl, "oh", c->oh, &oh);
+        c->oh0 = V(p, oh);
+        cphase_row(p, kl, c, lx_mul(p, V(p, kb), I(p, (int64_t)cols * lanes)), cols, lanes);
+    }
+    if (full % cols) {
+        lstmt *kl = loop(p, parent, "oh", c->oh, &oh);
+        c->oh0 = V(p, oh);
+        cphase_row(p, kl, c, I(p, (full - 1) * lanes), 1, lanes);
+    }
+    if (tail) {
+        lstmt *kl = loop(p, parent, "oh", c->oh, &oh);
+        c->oh0 = V(p, oh);
+        cphase_row(p, kl, c, I(p, full * lanes), 1, (int)tail);
+    }
+}
+
 static void lower_tconv_spatial(lprogram *p, const ir_node *n)
 {
     const ir_attrs *a = &n->attr;
@@ -498,7 +603,7 @@ static void lower_tconv_spatial(lprogram *p, const ir_node *n)
                    ir_nin_core(n) > 2 ? lp_buf(p, n->in[2]) : -1, lp_buf(p, n->out[0]),
                    x->shape.d[1], x->shape.d[2], x->shape.d[3], y->shape.d[1], y->shape.d[2],
                    y->shape.d[3], 0, 0, a->kernel[0], a->kernel[1], 0, 0, NULL, NULL, NULL,
-                   y->shape.d[2], y->shape.d[3], 0, 0, 0, 1, 1, 0, 0};
+                   y->shape.d[2], y->shape.d[3], 0, 0, 0, 1, 1, 0, 0, 0};
     c.cg = c.ct / a->groups;
     c.kg = c.kt / a->groups;
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
@@ -529,7 +634,10 @@ static void lower_tconv_spatial(lprogram *p, const ir_node *n)
             c.in_h = ah.shift, c.in_w = aw.shift;
             c.w_base = phase_pack_base(ph, pw, a->stride, a->pad, a->kernel[0], a->kernel[1],
                                        c.kt * c.cg);
-            sconv_all(p, b, &c);
+            if (a->spatial)
+                sconv_all(p, b, &c);
+            else
+                cphase_all(p, b, &c);
         }
 }
 
