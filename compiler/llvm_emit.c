@@ -14,6 +14,7 @@
  * loop IR says, in the order it says, so -O0 and -O3 agree closely with
  * each other and with the reference interpreter.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -529,6 +530,7 @@ static void emit_transpose(kemit *e, const lstmt *s)
     int m = (int)s->extent->i, l = s->value->lanes, n = 1;
     while (n < m || n < l)
         n *= 2;
+    assert(n <= 64); /* the arrays below; schedule.c keeps blocks within a vector */
     LLVMTypeRef src_t = LLVMVectorType(c->f32, (unsigned)l);
     LLVMValueRef src = address(e, s->value->buf, s->value->a), row[64], next[64];
     int pick[64];
@@ -601,6 +603,7 @@ static void emit_lane_sums(kemit *e, const lstmt *s)
 {
     cg *c = e->c;
     int count = (int)s->extent->i, l = s->value->lanes, w = pow2_above(l);
+    assert(count <= 64 && w <= 64); /* a tile's rows, a vector's lanes */
     LLVMTypeRef src_t = LLVMVectorType(c->f32, (unsigned)l);
     LLVMValueRef src = address(e, s->value->buf, s->value->a), vec[64], zero = LLVMConstNull(src_t);
     int pick[64], lo[64], hi[64];

@@ -213,14 +213,15 @@ const net_case test_nets[] = {
      "  loss = softmax_cross_entropy(d)\n"
      "}\n" TRAIN_BLOCK},
     /* the backward-data of a stride-2 layer whose phases (7 columns) are
-     * narrower than a vector: tiles over dx's channels (16 + a 4-lane
-     * tail), phase by phase, rows of 11 odd, the relu mask fused */
+     * narrower than a vector: tiles over dx's channels (per group of 2:
+     * 16 + a 4-lane tail), phase by phase, rows of 11 odd, the relu mask
+     * fused */
     {"channel_phases",
      "network channel_phases {\n"
      "  x = input(3, 11, 14)\n"
-     "  a = conv2d(x, filters = 20, kernel = 3, padding = 1)\n"
+     "  a = conv2d(x, filters = 40, kernel = 3, padding = 1)\n"
      "  r = relu(a)\n"
-     "  b = conv2d(r, filters = 8, kernel = 3, stride = 2, padding = 1)\n"
+     "  b = conv2d(r, filters = 8, kernel = 3, stride = 2, padding = 1, groups = 2)\n"
      "  f = flatten(b)\n"
      "  d = dense(f, units = 4)\n"
      "  loss = softmax_cross_entropy(d)\n"
