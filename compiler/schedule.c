@@ -231,35 +231,73 @@ static void conv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int j
     ls_store(p, body, c->by, at, post_apply(p, c->n, acc, post), 0);
 }
 
-/* The tiles of one output row for blocks starting at k0 (cols blocks). */
-static void conv_row(lprogram *p, lstmt *parent, conv_ctx *c, lexpr *k0, int cols, int lanes)
+/* The register tiles of one output row `width` columns wide, t->cols
+ * blocks each: as many tiles as the budget needs, as even as they can be
+ * (16 columns as 8 + 8, not 14 + 2: two accumulators per block cannot
+ * cover the FMA latency), each tile's first column put in *col0 before it
+ * is built.  Tiles of 2 to `lanes` rows are transposed before their
+ * stores (more rows than that: the padded block would be twice as wide,
+ * no better than the scatters). */
+static void row_of_tiles(lprogram *p, lstmt *parent, tile_spec *t, int64_t width, lexpr **col0)
 {
-    int rows = tile_budget(p) / cols;
-    if (rows > c->ow)
-        rows = (int)c->ow;
-    /* as many tiles as the budget needs, as even as they can be: 16
-     * columns as 8 + 8, not 14 + 2 (two accumulators per block cannot
-     * cover the FMA latency) */
-    int64_t tiles = (c->ow + rows - 1) / rows;
-    rows = (int)((c->ow + tiles - 1) / tiles);
+    int rows = tile_budget(p) / t->cols, tv;
+    if (rows > width)
+        rows = (int)width;
+    int64_t tiles = (width + rows - 1) / rows;
+    rows = (int)((width + tiles - 1) / tiles);
+    t->rows = rows;
+    t->transpose = rows >= 2 && rows <= p->target->lanes;
+    if (width / rows > 0) {
+        lstmt *b = ls_for(p, parent, "owt", I(p, width / rows), &tv)->body;
+        *col0 = lx_mul(p, V(p, tv), I(p, rows));
+        register_tile(p, b, t);
+    }
+    if (width % rows) {
+        t->rows = (int)(width % rows);
+        t->transpose = t->rows >= 2;
+        *col0 = I(p, width / rows * rows);
+        register_tile(p, parent, t);
+    }
+}
+
+/* The row tiles of one output row (oh_var) for blocks from k0. */
+typedef void (*block_row_fn)(lprogram *p, lstmt *body, void *ctx, int oh_var, lexpr *k0,
+                             int cols, int lanes);
+
+/* Every block of `lanes` channels of kg (from base) over `rows` output
+ * rows: pairs of full blocks (two vectors of weights per broadcast), the
+ * odd full block, the channels left as a narrower vector. */
+static void channel_blocks(lprogram *p, lstmt *parent, int64_t kg, int lanes, lexpr *base,
+                           int64_t rows, block_row_fn row, void *ctx)
+{
+    int64_t full = kg / lanes, tail = kg % lanes;
+    int cols = full >= 2 ? 2 : 1, kb, oh;
+    if (full / cols > 0) {
+        lstmt *kl = loop(p, parent, "kb", full / cols, &kb);
+        kl = loop(p, kl, "oh", rows, &oh);
+        row(p, kl, ctx, oh, lx_add(p, base, lx_mul(p, V(p, kb), I(p, (int64_t)cols * lanes))),
+            cols, lanes);
+    }
+    if (full % cols) {
+        lstmt *kl = loop(p, parent, "oh", rows, &oh);
+        row(p, kl, ctx, oh, lx_add(p, base, I(p, (full - 1) * lanes)), 1, lanes);
+    }
+    if (tail) {
+        lstmt *kl = loop(p, parent, "oh", rows, &oh);
+        row(p, kl, ctx, oh, lx_add(p, base, I(p, full * lanes)), 1, (int)tail);
+    }
+}
+
+static void conv_row(lprogram *p, lstmt *body, void *ctx, int oh_var, lexpr *k0, int cols,
+                     int lanes)
+{
+    conv_ctx *c = ctx;
+    c->oh_var = oh_var;
     c->k0 = k0;
     c->lanes = lanes;
-    tile_spec t = {c, c->bx, c->bw, lanes, rows, cols, 3, {I(p, c->cg), I(p, c->R), I(p, c->S)},
+    tile_spec t = {c, c->bx, c->bw, lanes, 0, cols, 3, {I(p, c->cg), I(p, c->R), I(p, c->S)},
                    {"c", "r", "s"}, conv_a, conv_b, conv_init, conv_store, -1, NULL, 0};
-    /* (more rows than the target's lanes: the padded block would be
-     * twice as wide, no better than the scatters) */
-    t.transpose = rows >= 2 && rows <= p->target->lanes;
-    int tv;
-    if (c->ow / rows > 0) {
-        lstmt *b = ls_for(p, parent, "owt", I(p, c->ow / rows), &tv)->body;
-        c->ow0 = lx_mul(p, V(p, tv), I(p, rows));
-        register_tile(p, b, &t);
-    }
-    if (c->ow % rows) {
-        t.rows = (int)(c->ow % rows);
-        c->ow0 = I(p, c->ow / rows * rows);
-        register_tile(p, parent, &t);
-    }
+    row_of_tiles(p, body, &t, c->ow, &c->ow0);
 }
 
 static void lower_tconv_spatial(lprogram *p, const ir_node *n);
@@ -278,29 +316,11 @@ static void lower_tconv(lprogram *p, const ir_node *n)
                   y->shape.d[3], 0, 0, a->kernel[0], a->kernel[1], 0, 0, 0, NULL, NULL, 0};
     c.cg = c.ct / a->groups;
     c.kg = c.kt / a->groups;
-    int lanes = a->lanes;
-    int64_t full = c.kg / lanes, tail = c.kg % lanes;
-    int cols = full >= 2 ? 2 : 1;
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
     lstmt *b = loop_n_par(p, k->body, &c.n_var);
     b = loop(p, b, "g", a->groups, &c.g_var);
-    lexpr *gbase = lx_mul(p, V(p, c.g_var), I(p, c.kg));
-    if (full / cols > 0) { /* pairs of full blocks */
-        int kb;
-        lstmt *kl = loop(p, b, "kb", full / cols, &kb);
-        kl = loop(p, kl, "oh", c.oh, &c.oh_var);
-        conv_row(p, kl, &c, lx_add(p, gbase, lx_mul(p, V(p, kb), I(p, (int64_t)cols * lanes))),
-                 cols, lanes);
-    }
-    if (full % cols) { /* the odd full block */
-        lstmt *kl = loop(p, b, "oh", c.oh, &c.oh_var);
-        conv_row(p, kl, &c, lx_add(p, gbase, I(p, (full - 1) * lanes)), 1, lanes);
-    }
-    if (tail) { /* the channels left: a narrower vector */
-        lstmt *kl = loop(p, b, "oh", c.oh, &c.oh_var);
-        conv_row(p, kl, &c, lx_add(p, gbase, I(p, full * lanes)), 1, (int)tail);
-    }
+    channel_blocks(p, b, c.kg, a->lanes, lx_mul(p, V(p, c.g_var), I(p, c.kg)), c.oh, conv_row, &c);
 }
 
 /* ---- convolution, vectorized over output columns ------------------------------------ */
@@ -543,56 +563,16 @@ static void cphase_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int
     ls_store(p, body, c->by, at, post_apply(p, c->n, acc, post), 0);
 }
 
-/* The tiles of one phase row (c->oh0) for blocks from k0 (cols blocks). */
-static void cphase_row(lprogram *p, lstmt *parent, sconv_ctx *c, lexpr *k0, int cols, int lanes)
+static void cphase_row(lprogram *p, lstmt *body, void *ctx, int oh_var, lexpr *k0, int cols,
+                       int lanes)
 {
-    int rows = tile_budget(p) / cols;
-    if (rows > c->ow)
-        rows = (int)c->ow;
-    int64_t tiles = (c->ow + rows - 1) / rows;
-    rows = (int)((c->ow + tiles - 1) / tiles);
+    sconv_ctx *c = ctx;
+    c->oh0 = V(p, oh_var);
     c->k0 = k0;
     c->lanes = lanes;
-    tile_spec t = {c, c->bx, c->bw, lanes, rows, cols, 3, {I(p, c->cg), I(p, c->R), I(p, c->S)},
-                   {"c", "r", "s"}, cphase_a, cphase_b, cphase_init, cphase_store, -1, NULL,
-                   rows >= 2 && rows <= p->target->lanes};
-    int tv;
-    if (c->ow / rows > 0) {
-        lstmt *b = ls_for(p, parent, "owt", I(p, c->ow / rows), &tv)->body;
-        c->ow0 = lx_mul(p, V(p, tv), I(p, rows));
-        register_tile(p, b, &t);
-    }
-    if (c->ow % rows) {
-        t.rows = (int)(c->ow % rows);
-        t.transpose = t.rows >= 2;
-        c->ow0 = I(p, c->ow / rows * rows);
-        register_tile(p, parent, &t);
-    }
-}
-
-/* Every dx channel of the group over one phase: pairs of full blocks, the
- * odd one, the narrower rest. */
-static void cphase_all(lprogram *p, lstmt *parent, sconv_ctx *c)
-{
-    int lanes = c->n->attr.lanes, kb, oh;
-    int64_t full = c->kg / lanes, tail = c->kg % lanes;
-    int cols = full >= 2 ? 2 : 1;
-    if (full / cols > 0) {
-        lstmt *kl = loop(p, parent, "kb", full / cols, &kb);
-        kl = loop(p, kl, "oh", c->oh, &oh);
-        c->oh0 = V(p, oh);
-        cphase_row(p, kl, c, lx_mul(p, V(p, kb), I(p, (int64_t)cols * lanes)), cols, lanes);
-    }
-    if (full % cols) {
-        lstmt *kl = loop(p, parent, "oh", c->oh, &oh);
-        c->oh0 = V(p, oh);
-        cphase_row(p, kl, c, I(p, (full - 1) * lanes), 1, lanes);
-    }
-    if (tail) {
-        lstmt *kl = loop(p, parent, "oh", c->oh, &oh);
-        c->oh0 = V(p, oh);
-        cphase_row(p, kl, c, I(p, full * lanes), 1, (int)tail);
-    }
+    tile_spec t = {c, c->bx, c->bw, lanes, 0, cols, 3, {I(p, c->cg), I(p, c->R), I(p, c->S)},
+                   {"c", "r", "s"}, cphase_a, cphase_b, cphase_init, cphase_store, -1, NULL, 0};
+    row_of_tiles(p, body, &t, c->ow, &c->ow0);
 }
 
 static void lower_tconv_spatial(lprogram *p, const ir_node *n)
@@ -636,8 +616,8 @@ static void lower_tconv_spatial(lprogram *p, const ir_node *n)
                                        c.kt * c.cg);
             if (a->spatial)
                 sconv_all(p, b, &c);
-            else
-                cphase_all(p, b, &c);
+            else /* dx's channels of the group, within the group */
+                channel_blocks(p, b, c.kg, a->lanes, I(p, 0), c.oh, cphase_row, &c);
         }
 }
 
