@@ -209,7 +209,8 @@ static void rewrite_conv(rewriter *w, int i)
 
 /* Strided, undilated: dx phase by phase (phase_axis_of), each a stride-1
  * correlation of dy (padded, not dilated) with the taps of the phase, in
- * spatial tiles; 1/stride^2 of the work of the dilated form, which
+ * spatial tiles (or, for phases narrower than dx's channels fill, tiles
+ * over channels); 1/stride^2 of the work of the dilated form, which
  * multiplies zeros. */
 static int rewrite_conv_bwd_data_phases(rewriter *w, int i)
 {

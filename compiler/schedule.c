@@ -24,6 +24,10 @@
  * LOOP_VECTOR; loopopt.c turns those into straight-line vector code and
  * LLVM keeps the accumulator array in registers.  Rows and column blocks
  * that do not divide evenly get a second tile of the remaining size.
+ * Where a tile's rows are consecutive elements of its output (vectors of
+ * output channels, rows of output columns, NCHW), each block is
+ * transposed in registers (LS_TRANSPOSE) and stored a channel at a time;
+ * the spatial weight gradient sums its lanes with LS_LANE_SUMS.
  */
 #include "lower.h"
 
