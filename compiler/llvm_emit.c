@@ -518,6 +518,26 @@ static LLVMValueRef shuffle(cg *c, LLVMValueRef v, LLVMValueRef w, const int *pi
     return LLVMBuildShuffleVector(c->b, v, w, LLVMConstVector(mask, (unsigned)lanes), "");
 }
 
+/* The source block of an LS_TRANSPOSE or LS_LANE_SUMS: its M vectors of
+ * L lanes (s->value, then every s->stride elements) into v[], each widened
+ * to `width` lanes with lanes of fill (poison or zeros). */
+static void load_block(kemit *e, const lstmt *s, int width, LLVMValueRef fill, LLVMValueRef *v)
+{
+    cg *c = e->c;
+    int l = s->value->lanes, pick[64];
+    LLVMTypeRef src_t = LLVMVectorType(c->f32, (unsigned)l);
+    LLVMValueRef src = address(e, s->value->buf, s->value->a);
+    for (int i = 0; i < width; i++)
+        pick[i] = i < l ? i : l; /* past l: lane 0 of fill */
+    for (int m = 0; m < s->extent->i; m++) {
+        LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(m * s->stride), 1);
+        v[m] = LLVMBuildLoad2(c->b, src_t, LLVMBuildGEP2(c->b, c->f32, src, &off, 1, ""), "");
+        LLVMSetAlignment(v[m], 4);
+        if (l < width)
+            v[m] = shuffle(c, v[m], fill, pick, width);
+    }
+}
+
 /* LS_TRANSPOSE: the M source vectors (L lanes) padded to N x N, N the
  * power of two that holds both, then log2(N) rounds of two-input shuffles,
  * each swapping the off-diagonal b x b blocks of every 2b x 2b block (b =
@@ -531,21 +551,11 @@ static void emit_transpose(kemit *e, const lstmt *s)
     while (n < m || n < l)
         n *= 2;
     assert(n <= 64); /* the arrays below; schedule.c keeps blocks within a vector */
-    LLVMTypeRef src_t = LLVMVectorType(c->f32, (unsigned)l);
-    LLVMValueRef src = address(e, s->value->buf, s->value->a), row[64], next[64];
+    LLVMValueRef row[64], next[64];
     int pick[64];
-    for (int i = 0; i < n; i++)
-        pick[i] = i < l ? i : -1;
-    for (int i = 0; i < n; i++) {
-        if (i >= m) {
-            row[i] = LLVMGetPoison(LLVMVectorType(c->f32, (unsigned)n));
-            continue;
-        }
-        LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(i * s->stride), 1);
-        LLVMValueRef v = LLVMBuildLoad2(c->b, src_t, LLVMBuildGEP2(c->b, c->f32, src, &off, 1, ""), "");
-        LLVMSetAlignment(v, 4);
-        row[i] = l == n ? v : shuffle(c, v, LLVMGetPoison(src_t), pick, n);
-    }
+    load_block(e, s, n, LLVMGetPoison(LLVMVectorType(c->f32, (unsigned)l)), row);
+    for (int i = m; i < n; i++)
+        row[i] = LLVMGetPoison(LLVMVectorType(c->f32, (unsigned)n));
     for (int b = n / 2; b >= 1; b /= 2) {
         for (int i = 0; i < n; i++) {
             if (i & b)
@@ -604,24 +614,16 @@ static void emit_lane_sums(kemit *e, const lstmt *s)
     cg *c = e->c;
     int count = (int)s->extent->i, l = s->value->lanes, w = pow2_above(l);
     assert(count <= 64 && w <= 64); /* a tile's rows, a vector's lanes */
-    LLVMTypeRef src_t = LLVMVectorType(c->f32, (unsigned)l);
-    LLVMValueRef src = address(e, s->value->buf, s->value->a), vec[64], zero = LLVMConstNull(src_t);
+    LLVMValueRef vec[64];
     int pick[64], lo[64], hi[64];
-    for (int i = 0; i < w; i++)
-        pick[i] = i < l ? i : l; /* lane l of the zero vector */
-    for (int m = 0; m < count; m++) {
-        LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(m * s->stride), 1);
-        LLVMValueRef v = LLVMBuildLoad2(c->b, src_t, LLVMBuildGEP2(c->b, c->f32, src, &off, 1, ""), "");
-        LLVMSetAlignment(v, 4);
-        vec[m] = l == w ? v : shuffle(c, v, zero, pick, w);
-    }
+    load_block(e, s, w, LLVMConstNull(LLVMVectorType(c->f32, (unsigned)l)), vec);
     int n = count;
     for (int p = w; p > 1; p /= 2) { /* p partial sums per source, w / p sources per vector */
-        int g = w / p;
         for (int t = 0; t < w; t++) {
-            int src_vec = t / (g * p / 2) ; /* 0: x's sources, 1: y's */
-            int within = t % (g * p / 2), source = within / (p / 2), part = within % (p / 2);
-            lo[t] = src_vec * w + source * p + part;
+            /* lane t of the sum: the first half from x, the second from y */
+            int from_y = t >= w / 2, within = t % (w / 2);
+            int source = within / (p / 2), part = within % (p / 2);
+            lo[t] = from_y * w + source * p + part;
             hi[t] = lo[t] + p / 2;
         }
         int next = 0;
