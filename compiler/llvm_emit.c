@@ -649,6 +649,19 @@ static void emit_lane_sums(kemit *e, const lstmt *s)
     }
 }
 
+/* LS_PREFETCH: llvm.prefetch(addr, rw, locality 3 (keep in every cache
+ * level), data cache). */
+static void emit_prefetch(kemit *e, const lstmt *s)
+{
+    cg *c = e->c;
+    LLVMTypeRef fn_type;
+    LLVMValueRef fn = intrinsic(c, "llvm.prefetch", c->ptr, &fn_type);
+    LLVMValueRef args[4] = {address(e, s->buf, s->index),
+                            LLVMConstInt(c->i32, s->accumulate ? 1 : 0, 0),
+                            LLVMConstInt(c->i32, 3, 0), LLVMConstInt(c->i32, 1, 0)};
+    LLVMBuildCall2(c->b, fn_type, fn, args, 4, "");
+}
+
 static void stmt(kemit *e, const lstmt *s)
 {
     cg *c = e->c;
@@ -668,6 +681,9 @@ static void stmt(kemit *e, const lstmt *s)
         break;
     case LS_LANE_SUMS:
         emit_lane_sums(e, s);
+        break;
+    case LS_PREFETCH:
+        emit_prefetch(e, s);
         break;
     case LS_SET:
         LLVMBuildStore(c->b, splat_to(c, expr(e, s->value), e->k->vars[s->var].lanes),

@@ -356,6 +356,70 @@ lstmt *ls_lane_sums(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int s
     return block_stmt(p, LS_LANE_SUMS, parent, dst, dst_index, src, src_index, m, l, src_stride);
 }
 
+lstmt *ls_prefetch(lprogram *p, lstmt *parent, int buf, lexpr *index, int write)
+{
+    lstmt *s = stmt(p, LS_PREFETCH);
+    s->buf = buf;
+    s->index = index;
+    s->accumulate = write;
+    ls_append(p, parent, s);
+    return s;
+}
+
+static int is_tensor(const lprogram *p, int buf)
+{
+    lbuf_kind k = p->bufs[buf].kind;
+    return k == LB_ARENA || k == LB_X || k == LB_OUT;
+}
+
+static int expr_same_here(const lprogram *p, const lexpr *x, const lexpr *y);
+
+static void prefetch_once(lprogram *p, lstmt *parent, int buf, lexpr *index, int write)
+{
+    if (!parent)
+        return;
+    for (int i = 0; i < parent->nitems; i++) {
+        const lstmt *s = parent->items[i];
+        if (s->kind == LS_PREFETCH && s->buf == buf && s->accumulate == write &&
+            expr_same_here(p, s->index, index))
+            return;
+    }
+    ls_prefetch(p, parent, buf, index, write);
+}
+
+static int prefetch_loads(lprogram *p, lstmt *parent, const lexpr *e)
+{
+    if (!e)
+        return 0;
+    int reads = e->op == LX_LOAD && is_tensor(p, e->buf);
+    if (reads)
+        prefetch_once(p, parent, e->buf, e->a, 0);
+    return reads + prefetch_loads(p, parent, e->a) + prefetch_loads(p, parent, e->b) +
+           prefetch_loads(p, parent, e->c);
+}
+
+int ls_prefetch_uses(lprogram *p, lstmt *parent, const lstmt *s, int writes)
+{
+    int reads = 0;
+    if (!s)
+        return 0;
+    switch (s->kind) {
+    case LS_BLOCK:
+        for (int i = 0; i < s->nitems; i++)
+            reads += ls_prefetch_uses(p, parent, s->items[i], writes);
+        return reads;
+    case LS_STORE:
+        reads = prefetch_loads(p, parent, s->index) + prefetch_loads(p, parent, s->value);
+        if (writes && is_tensor(p, s->buf))
+            prefetch_once(p, parent, s->buf, s->index, 1);
+        return reads;
+    case LS_SET:
+        return prefetch_loads(p, parent, s->value);
+    default:
+        return 0; /* loops and branches: not what a prefetch can follow */
+    }
+}
+
 /* ---- comparing ---------------------------------------------------------------------- */
 
 /* Buffer i of pa (kernel index ka) and buffer j of pb (kernel kb) are the
@@ -423,6 +487,10 @@ static int stmt_same(const same_ctx *c, const lstmt *x, const lstmt *y)
         return x->stride == y->stride && buf_same(c->pa, x->buf, c->ka, c->pb, y->buf, c->kb) &&
                expr_same(c, x->extent, y->extent) && expr_same(c, x->index, y->index) &&
                expr_same(c, x->value, y->value);
+    case LS_PREFETCH:
+        return x->accumulate == y->accumulate &&
+               buf_same(c->pa, x->buf, c->ka, c->pb, y->buf, c->kb) &&
+               expr_same(c, x->index, y->index);
     case LS_SET:
         return x->var == y->var && expr_same(c, x->value, y->value);
     case LS_IF:
@@ -430,6 +498,13 @@ static int stmt_same(const same_ctx *c, const lstmt *x, const lstmt *y)
                stmt_same(c, x->else_s, y->else_s);
     }
     return 0;
+}
+
+/* Two expressions of the kernel being built. */
+static int expr_same_here(const lprogram *p, const lexpr *x, const lexpr *y)
+{
+    same_ctx c = {p, p, 0, 0};
+    return expr_same(&c, x, y);
 }
 
 int lk_same(const lprogram *pa, int ka, const lprogram *pb, int kb)
@@ -578,6 +653,12 @@ static void print_stmt(FILE *out, const lprogram *p, const lkernel *k, const lst
         print_expr(out, p, k, s->value->a);
         fprintf(out, " : %" PRId64 "x%d by %" PRId64 "])\n", s->extent->i, s->value->lanes,
                 s->stride);
+        return;
+    case LS_PREFETCH:
+        fprintf(out, "%*sprefetch%s %s[", depth * 2, "", s->accumulate ? " for write" : "",
+                p->bufs[s->buf].name);
+        print_expr(out, p, k, s->index);
+        fputs("]\n", out);
         return;
     case LS_SET:
         fprintf(out, "%*s%s = ", depth * 2, "", k->vars[s->var].name);

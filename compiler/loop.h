@@ -11,6 +11,7 @@
  *   if cond { ... } else { ... }
  *   dst[index..] = transpose(src[at..], M x L)  (register tiles' stores)
  *   dst[index..] += lane_sums(src[at..], M x L)  (and their lane sums)
+ *   prefetch buf[index]                (the cache line, ahead of its use)
  *
  * over expressions on 64-bit integers (indices), 32-bit floats and
  * booleans.  Loops always start at 0 with step 1.  The runtime batch size n
@@ -68,7 +69,7 @@ struct lexpr {
 };
 
 typedef enum ls_kind {
-    LS_BLOCK, LS_FOR, LS_STORE, LS_SET, LS_IF, LS_TRANSPOSE, LS_LANE_SUMS
+    LS_BLOCK, LS_FOR, LS_STORE, LS_SET, LS_IF, LS_TRANSPOSE, LS_LANE_SUMS, LS_PREFETCH
 } ls_kind;
 
 enum { LOOP_PARALLEL = 1, LOOP_UNROLL = 2, LOOP_VECTOR = 4 };
@@ -85,7 +86,8 @@ struct lstmt {
     lstmt *body;
     int flags;         /* LOOP_* hints for code generation */
     /* LS_STORE: buf[index] (+)= value; a vector value goes to `stride`-spaced
-     * elements (1: contiguous) */
+     * elements (1: contiguous).  LS_PREFETCH: the cache line holding
+     * buf[index] is fetched into L1 (accumulate: to be written) */
     int buf;
     lexpr *index;
     lexpr *value;
@@ -200,6 +202,15 @@ lstmt *ls_transpose(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int s
  * the M consecutive floats of dst at dst_index. */
 lstmt *ls_lane_sums(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int src,
                     lexpr *src_index, int m, int l, int64_t src_stride);
+
+/* A hint: fetch the cache line of buf[index] (for writing if `write`). */
+lstmt *ls_prefetch(lprogram *p, lstmt *parent, int buf, lexpr *index, int write);
+/* Prefetches into parent for the tensor memory that s reads and, with
+ * `writes`, stores to (arena buffers and the entry's arguments: not stack
+ * arrays, nor parameters, which are small and stay cached), each address
+ * once per parent block.  parent NULL: only count.  Returns the number of
+ * tensor reads in s. */
+int ls_prefetch_uses(lprogram *p, lstmt *parent, const lstmt *s, int writes);
 
 /* ---- passes --------------------------------------------------------------- */
 

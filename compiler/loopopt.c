@@ -76,6 +76,9 @@ lstmt *ls_subst(lprogram *p, const lstmt *s, int var, lexpr *with)
         copy->index = lx_subst(p, s->index, var, with);
         copy->value = lx_subst(p, s->value, var, with);
         break;
+    case LS_PREFETCH:
+        copy->index = lx_subst(p, s->index, var, with);
+        break;
     case LS_SET:
         copy->value = lx_subst(p, s->value, var, with);
         break;
@@ -214,6 +217,7 @@ static lstmt *vec_stmt(vec_ctx *c, lstmt *s)
     case LS_FOR:
     case LS_TRANSPOSE:
     case LS_LANE_SUMS:
+    case LS_PREFETCH:
         c->failed = 1; /* vector loops are innermost and of scalar statements */
         break;
     case LS_SET:

@@ -25,6 +25,33 @@
 
 /* ---- batch normalization --------------------------------------------------------- */
 
+/* Batch norm runs in parallel over channels: a thread reads channel c of
+ * every example in turn, a run of H*W floats every C*H*W, and the
+ * hardware prefetchers, which follow one stream within a 4 KiB page, start
+ * over at each.  So each example's loop first prefetches the next
+ * example's run (a cache line of CACHE_LINE_FLOATS at a time), loads and
+ * stores alike.  Measured on ResNet-8's batch norms (6 rounds, kcycles per
+ * call): the 16-channel layers' 1457 -> 1338 forward, 2118 -> 1932
+ * backward; the whole train step -1.7%. */
+#define CACHE_LINE_FLOATS 16
+
+/* Prefetches into parent for a run of `length` elements from index
+ * `first`: for each cache line of it, what fn's element there reads and
+ * writes. */
+static void prefetch_run(lprogram *p, lstmt *parent, int64_t length, lexpr *first, row_fn fn,
+                         const void *ctx)
+{
+    int q;
+    lstmt *lines = ls_for(p, parent, "line", I(p, (length + CACHE_LINE_FLOATS - 1) / CACHE_LINE_FLOATS),
+                          &q)->body;
+    lstmt *elements = ls_block(p);
+    fn(p, ctx, elements, lx_add(p, first, lx_mul(p, V(p, q), I(p, CACHE_LINE_FLOATS))));
+    ls_prefetch_uses(p, lines, elements, 1);
+    elements = ls_block(p); /* the last element: a line more where the run is not aligned */
+    fn(p, ctx, elements, lx_add(p, first, I(p, length - 1)));
+    ls_prefetch_uses(p, parent, elements, 1);
+}
+
 /* Loops over the examples and pixels of channel c: for i in [0, n), e in
  * [0, H*W); *at receives the flat index. */
 static lstmt *channel_loop(lprogram *p, lstmt *parent, dims d, int c, lexpr **at)
@@ -41,10 +68,41 @@ static lstmt *channel_loop(lprogram *p, lstmt *parent, dims d, int c, lexpr **at
 typedef void (*elem_fn)(lprogram *p, const void *ctx, lstmt *body, lexpr *at, lexpr *out,
                         lexpr *post);
 
+typedef struct flat_element {
+    elem_fn fn;
+    const void *ctx;
+} flat_element;
+
+static void flat_element_at(lprogram *p, const void *ctx, lstmt *body, lexpr *at)
+{
+    const flat_element *f = ctx;
+    f->fn(p, f->ctx, body, at, at, at);
+}
+
+/* fn for each element of channel c of an output without borders (the
+ * same index in every tensor), each example's run prefetched a run ahead
+ * when tiled for a target. */
+static void channel_elements(lprogram *p, lstmt *parent, dims d, int c, elem_fn fn,
+                             const void *ctx)
+{
+    int i, e;
+    int64_t hw = d.h * d.w;
+    lstmt *b = ls_for(p, parent, "i", lx_n(p), &i)->body;
+    if (p->target) {
+        flat_element f = {fn, ctx};
+        prefetch_run(p, b, hw, lx_mul(p, lx_madd(p, lx_add(p, V(p, i), I(p, 1)), d.c, V(p, c)), I(p, hw)),
+                     flat_element_at, &f);
+    }
+    b = ls_for(p, b, "e", I(p, hw), &e)->body;
+    lexpr *at = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, hw)), V(p, e));
+    fn(p, ctx, b, at, at, at);
+}
+
 typedef struct border_row {
     const ir_node *n;
     dims d, y;          /* the tensor, and its buffer with the border */
     int by, i, c, h;    /* output buffer; loop variables */
+    lexpr *example;     /* the example: i, or i + 1 for prefetches */
     lexpr *xh;          /* the tensor's row */
     int64_t w0;         /* first column of the run */
     elem_fn fn;
@@ -62,9 +120,9 @@ static void zero_element(lprogram *p, const void *ctx, lstmt *body, lexpr *w)
 static void inner_element(lprogram *p, const void *ctx, lstmt *body, lexpr *w)
 {
     const border_row *r = ctx;
-    lexpr *at = at4(p, r->d, V(p, r->i), V(p, r->c), r->xh, w);
-    lexpr *out = at4_in(p, r->d, r->n->attr.out_pad, V(p, r->i), V(p, r->c), r->xh, w);
-    r->fn(p, r->ctx, body, at, out, post_at(p, r->n, r->d, V(p, r->i), V(p, r->c), r->xh, w, at));
+    lexpr *at = at4(p, r->d, r->example, V(p, r->c), r->xh, w);
+    lexpr *out = at4_in(p, r->d, r->n->attr.out_pad, r->example, V(p, r->c), r->xh, w);
+    r->fn(p, r->ctx, body, at, out, post_at(p, r->n, r->d, r->example, V(p, r->c), r->xh, w, at));
 }
 
 /* For each element of channel c of a batch norm's output (or input
@@ -77,8 +135,9 @@ static void bordered_loop(lprogram *p, lstmt *parent, const ir_node *n, dims d, 
 {
     const int *pad = n->attr.out_pad;
     border_row r = {n, d, {d.c, d.h + pad[0] + pad[2], d.w + pad[1] + pad[3]}, by, 0, c, 0,
-                    NULL, 0, fn, ctx};
+                    NULL, NULL, 0, fn, ctx};
     lstmt *b = ls_for(p, parent, "i", lx_n(p), &r.i)->body;
+    r.example = V(p, r.i);
     b = loop(p, b, "h", r.y.h, &r.h);
     r.xh = lx_sub(p, V(p, r.h), I(p, pad[0]));
     lstmt *inside = b;
@@ -87,6 +146,11 @@ static void bordered_loop(lprogram *p, lstmt *parent, const ir_node *n, dims d, 
         in_rows->else_s = ls_block(p);
         vector_row(p, in_rows->else_s, r.y.w, zero_element, &r);
         inside = in_rows->then_s;
+    }
+    if (p->target) {
+        border_row next = r;
+        next.example = lx_add(p, V(p, r.i), I(p, 1));
+        prefetch_run(p, inside, d.w, I(p, 0), inner_element, &next);
     }
     r.w0 = 0;
     vector_row(p, inside, pad[1], zero_element, &r);
@@ -109,6 +173,21 @@ static lexpr *flt(lprogram *p, lexpr *x)
 /* A per-element term of a channel sum: terms(ctx, j, at) is the float
  * value of term j at flat index at. */
 typedef lexpr *(*term_fn)(lprogram *p, const void *ctx, int j, lexpr *at);
+
+typedef struct sum_terms {
+    term_fn terms;
+    const void *ctx;
+    int count;
+    const int *sums;
+} sum_terms;
+
+/* The terms at one index (for prefetch_run: what they load). */
+static void sum_terms_at(lprogram *p, const void *ctx, lstmt *body, lexpr *at)
+{
+    const sum_terms *t = ctx;
+    for (int j = 0; j < t->count; j++)
+        ls_set(p, body, t->sums[j], t->terms(p, t->ctx, j, at));
+}
 
 /* sums[j] (double variables, already initialized) += the sum of term j
  * over the examples and pixels of channel c.  Unoptimized, one double
@@ -137,6 +216,9 @@ static void channel_sums(lprogram *p, lstmt *parent, dims d, int c, int count, t
         }
     lstmt *ex = ls_for(p, parent, "i", lx_n(p), &i)->body;
     lexpr *base = lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, hw));
+    sum_terms st = {terms, ctx, count, sums};
+    prefetch_run(p, ex, hw, lx_mul(p, lx_madd(p, lx_add(p, V(p, i), I(p, 1)), d.c, V(p, c)), I(p, hw)),
+                 sum_terms_at, &st);
     for (int k = 0; k < 2; k++) {
         if (!width[k])
             continue;
@@ -268,8 +350,7 @@ void lower_batchnorm(lprogram *p, const ir_node *n)
         bordered_loop(p, b, n, d, c, by, bn_output, &o);
         return;
     }
-    r = channel_loop(p, b, d, c, &at);
-    bn_output(p, &o, r, at, at, at);
+    channel_elements(p, b, d, c, bn_output, &o);
 }
 
 typedef struct bn_grad_out {
@@ -334,8 +415,7 @@ void lower_batchnorm_bwd(lprogram *p, const ir_node *n)
         bordered_loop(p, b, n, d, c, bdx, bn_grad_output, &o);
         return;
     }
-    r = channel_loop(p, b, d, c, &at);
-    bn_grad_output(p, &o, r, at, at, at);
+    channel_elements(p, b, d, c, bn_grad_output, &o);
 }
 
 /* Evaluation mode with the running statistics (when it could not be folded). */

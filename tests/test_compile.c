@@ -479,6 +479,168 @@ START_TEST(test_shared_kernels)
 }
 END_TEST
 
+/* ---- prefetches ---- */
+
+typedef struct prefetch_scan {
+    const lprogram *p;
+    int reads[64], writes[64];   /* prefetched buffers (indices), for read / write */
+    int nreads, nwrites;
+    int stray;                   /* prefetches of a buffer the kernel never accesses */
+} prefetch_scan;
+
+static int uses_buf(const lexpr *e, int buf)
+{
+    return e && ((e->op == LX_LOAD && e->buf == buf) || uses_buf(e->a, buf) ||
+                 uses_buf(e->b, buf) || uses_buf(e->c, buf));
+}
+
+/* Whether statement s (not counting prefetches) reads or writes buf. */
+static int accesses(const lstmt *s, int buf)
+{
+    if (!s)
+        return 0;
+    switch (s->kind) {
+    case LS_BLOCK:
+        for (int i = 0; i < s->nitems; i++)
+            if (accesses(s->items[i], buf))
+                return 1;
+        return 0;
+    case LS_FOR:
+        return accesses(s->body, buf);
+    case LS_IF:
+        return accesses(s->then_s, buf) || accesses(s->else_s, buf);
+    case LS_PREFETCH:
+        return 0;
+    case LS_STORE:
+    case LS_TRANSPOSE:
+    case LS_LANE_SUMS:
+        return s->buf == buf || uses_buf(s->index, buf) || uses_buf(s->value, buf);
+    case LS_SET:
+        return uses_buf(s->value, buf);
+    }
+    return 0;
+}
+
+static void scan_prefetches(prefetch_scan *sc, const lstmt *body, const lstmt *s)
+{
+    if (!s)
+        return;
+    switch (s->kind) {
+    case LS_BLOCK:
+        for (int i = 0; i < s->nitems; i++)
+            scan_prefetches(sc, body, s->items[i]);
+        break;
+    case LS_FOR:
+        scan_prefetches(sc, body, s->body);
+        break;
+    case LS_IF:
+        scan_prefetches(sc, body, s->then_s);
+        scan_prefetches(sc, body, s->else_s);
+        break;
+    case LS_PREFETCH:
+        if (s->accumulate && sc->nwrites < 64)
+            sc->writes[sc->nwrites++] = s->buf;
+        else if (!s->accumulate && sc->nreads < 64)
+            sc->reads[sc->nreads++] = s->buf;
+        sc->stray += !accesses(body, s->buf);
+        break;
+    default:
+        break;
+    }
+}
+
+static const lkernel *kernel_named(const lprogram *p, const char *name)
+{
+    for (int i = 0; i < p->nkernels; i++)
+        if (strcmp(p->kernels[i].name, name) == 0)
+            return &p->kernels[i];
+    return NULL;
+}
+
+static int prefetched(const prefetch_scan *sc, const char *buf, int write)
+{
+    const int *list = write ? sc->writes : sc->reads;
+    int n = write ? sc->nwrites : sc->nreads;
+    for (int i = 0; i < n; i++)
+        if (strcmp(sc->p->bufs[list[i]].name, buf) == 0)
+            return 1;
+    return 0;
+}
+
+static prefetch_scan scan_kernel(const lprogram *p, const lkernel *k)
+{
+    prefetch_scan sc;
+    memset(&sc, 0, sizeof sc);
+    sc.p = p;
+    scan_prefetches(&sc, k->body, k->body);
+    return sc;
+}
+
+static prefetch_scan scan_named(const lprogram *p, const char *name)
+{
+    const lkernel *k = kernel_named(p, name);
+    ck_assert_msg(k != NULL, "no kernel %s", name);
+    return scan_kernel(p, k);
+}
+
+/* ResNet-8's prefetches (schedule.c, lower_layers.c): a backward-data tile
+ * whose epilogue reads the relu mask fetches the mask and its output
+ * lines; a forward convolution with nothing fused fetches nothing; a batch
+ * norm fetches the next example's input and output, forward and backward.
+ * No kernel of any test network prefetches memory it does not access, and
+ * -O0 has no prefetches at all. */
+START_TEST(test_prefetches)
+{
+    char *text = read_file("examples/resnet8.cnn");
+    ck_assert_ptr_nonnull(text);
+    for (int level = 0; level <= 2; level += 2) {
+        cnnc_unit u;
+        cnnc_options opt;
+        memset(&opt, 0, sizeof opt);
+        opt.opt_level = level;
+        ck_assert_int_eq(tu_frontend(&u, &opt, "resnet8.cnn", text, NULL), 0);
+        const lprogram *t = u.train_prog;
+        if (level == 0) {
+            for (int i = 0; i < t->nkernels; i++) {
+                prefetch_scan sc = scan_kernel(t, &t->kernels[i]);
+                ck_assert_int_eq(sc.nreads + sc.nwrites, 0);
+            }
+            cnnc_unit_free(&u);
+            continue;
+        }
+        prefetch_scan gi = scan_named(t, "c1b.grad_input");
+        ck_assert(prefetched(&gi, "c1b.pad", 0));  /* r1a, the mask */
+        ck_assert(prefetched(&gi, "d.b1a", 1));    /* the output */
+        ck_assert_int_eq(gi.stray, 0);
+        prefetch_scan fwd = scan_named(t, "c1a");
+        ck_assert_int_eq(fwd.nreads + fwd.nwrites, 0);
+        prefetch_scan bn = scan_named(t, "b1a");
+        ck_assert(prefetched(&bn, "c1a", 0));
+        ck_assert(prefetched(&bn, "c1b.pad", 1));
+        prefetch_scan bwd = scan_named(t, "b1a.grad");
+        ck_assert(prefetched(&bwd, "d.b1a", 0));
+        ck_assert(prefetched(&bwd, "c1a", 0));
+        ck_assert(prefetched(&bwd, "c1a.grad_input.pad", 1));
+        for (int i = 0; i < t->nkernels; i++)
+            ck_assert_int_eq(scan_kernel(t, &t->kernels[i]).stray, 0);
+        cnnc_unit_free(&u);
+    }
+    free(text);
+    for (int i = 0; i < test_net_count; i++) {
+        cnnc_unit u;
+        cnnc_options opt;
+        memset(&opt, 0, sizeof opt);
+        opt.opt_level = 2;
+        ck_assert_int_eq(tu_frontend(&u, &opt, test_nets[i].name, test_nets[i].text, NULL), 0);
+        for (int k = 0; k < u.train_prog->nkernels; k++)
+            ck_assert_msg(scan_kernel(u.train_prog, &u.train_prog->kernels[k]).stray == 0,
+                          "%s: kernel %s prefetches memory it does not access",
+                          test_nets[i].name, u.train_prog->kernels[k].name);
+        cnnc_unit_free(&u);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("compile");
@@ -498,6 +660,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_forward_chunks);
     tcase_add_test(tc, test_descriptor);
     tcase_add_test(tc, test_shared_kernels);
+    tcase_add_test(tc, test_prefetches);
     suite_add_tcase(s, tc);
     return s;
 }
