@@ -576,7 +576,7 @@ static void emit_transpose(kemit *e, const lstmt *s)
         pick[i] = i < m ? i : -1;
     for (int i = 0; i < l; i++) {
         LLVMValueRef v = m == n ? row[i] : shuffle(c, row[i], LLVMGetPoison(LLVMTypeOf(row[i])), pick, m);
-        LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)i * (unsigned long long)m, 1);
+        LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(i * s->dst_stride), 1);
         LLVMValueRef st = LLVMBuildStore(c->b, v, LLVMBuildGEP2(c->b, c->f32, dst, &off, 1, ""));
         LLVMSetAlignment(st, 4);
     }

@@ -345,9 +345,11 @@ static lstmt *block_stmt(lprogram *p, ls_kind kind, lstmt *parent, int dst, lexp
 }
 
 lstmt *ls_transpose(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int src,
-                    lexpr *src_index, int m, int l, int64_t src_stride)
+                    lexpr *src_index, int m, int l, int64_t src_stride, int64_t dst_stride)
 {
-    return block_stmt(p, LS_TRANSPOSE, parent, dst, dst_index, src, src_index, m, l, src_stride);
+    lstmt *s = block_stmt(p, LS_TRANSPOSE, parent, dst, dst_index, src, src_index, m, l, src_stride);
+    s->dst_stride = dst_stride;
+    return s;
 }
 
 lstmt *ls_lane_sums(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int src,
@@ -484,7 +486,7 @@ static int stmt_same(const same_ctx *c, const lstmt *x, const lstmt *y)
                expr_same(c, x->index, y->index) && expr_same(c, x->value, y->value);
     case LS_TRANSPOSE:
     case LS_LANE_SUMS:
-        return x->stride == y->stride && buf_same(c->pa, x->buf, c->ka, c->pb, y->buf, c->kb) &&
+        return x->stride == y->stride && x->dst_stride == y->dst_stride && buf_same(c->pa, x->buf, c->ka, c->pb, y->buf, c->kb) &&
                expr_same(c, x->extent, y->extent) && expr_same(c, x->index, y->index) &&
                expr_same(c, x->value, y->value);
     case LS_PREFETCH:
@@ -646,7 +648,8 @@ static void print_stmt(FILE *out, const lprogram *p, const lkernel *k, const lst
         fprintf(out, "%*s%s[", depth * 2, "", p->bufs[s->buf].name);
         print_expr(out, p, k, s->index);
         if (s->kind == LS_TRANSPOSE)
-            fprintf(out, " : +%" PRId64 "x%d] = transpose(", s->extent->i, s->value->lanes);
+            fprintf(out, " : %dx%" PRId64 " by %" PRId64 "] = transpose(", s->value->lanes,
+                    s->extent->i, s->dst_stride);
         else
             fprintf(out, " : +%" PRId64 "] += lane_sums(", s->extent->i);
         fprintf(out, "%s[", p->bufs[s->value->buf].name);

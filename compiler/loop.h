@@ -93,10 +93,11 @@ struct lstmt {
     lexpr *value;
     int accumulate;
     int64_t stride;
+    int64_t dst_stride;
     /* LS_TRANSPOSE: M = extent (a constant) vectors of L = value->lanes
-     * floats, the first at value (a load from a stack array), each next one
-     * `stride` elements on, become L vectors of M floats at buf[index],
-     * buf[index + M], ...: dst[index + l*M + m] = src[at + m*stride + l].
+     * floats, the first at value, each next one `stride` elements on,
+     * become L vectors of M floats at buf[index], buf[index + dst_stride],
+     * ...: dst[index + l*dst_stride + m] = src[at + m*stride + l].
      * LS_LANE_SUMS: the same M vectors, each summed across its lanes and
      * added to memory: buf[index + m] += sum over l of src[at + m*stride + l] */
     /* LS_IF */
@@ -194,10 +195,11 @@ lstmt *ls_for(lprogram *p, lstmt *parent, const char *name, lexpr *extent, int *
 lstmt *ls_store(lprogram *p, lstmt *parent, int buf, lexpr *index, lexpr *value, int accumulate);
 lstmt *ls_set(lprogram *p, lstmt *parent, int var, lexpr *value);
 lstmt *ls_if(lprogram *p, lstmt *parent, lexpr *cond);
-/* The M x L block of stack array src at src_index (M vectors of L floats,
- * src_stride apart) into stack array dst at dst_index, transposed. */
+/* The M x L block of src at src_index (M vectors of L floats, src_stride
+ * apart) into dst at dst_index, transposed: L vectors of M floats,
+ * dst_stride apart. */
 lstmt *ls_transpose(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int src,
-                    lexpr *src_index, int m, int l, int64_t src_stride);
+                    lexpr *src_index, int m, int l, int64_t src_stride, int64_t dst_stride);
 /* The same block's vectors summed across their lanes, the M sums added to
  * the M consecutive floats of dst at dst_index. */
 lstmt *ls_lane_sums(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int src,

@@ -857,7 +857,39 @@ void lower_pack_weights(lprogram *p, const ir_node *n)
     ls_store(p, b, bo, dst, lx_load(p, bw, src), 0);
 }
 
-/* [N][C][H][W] -> [N][H][W][C]; x may lie inside a zero border (in_pad). */
+typedef struct nhwc_ctx {
+    dims x, inner;
+    const int *pad;
+    int bx, by, i, h;
+} nhwc_ctx;
+
+/* The blocks of channels [c0, c0 + count*m) of columns [w0, w0 + l) of
+ * row h: each m x l block of x transposed in registers and stored as l
+ * vectors of m channels. */
+static void nhwc_blocks(lprogram *p, lstmt *parent, const nhwc_ctx *t, int64_t c0, int64_t count,
+                        int m, int64_t w0, int l)
+{
+    int cb;
+    lexpr *c = I(p, c0);
+    if (count > 1) {
+        parent = loop(p, parent, "cb", count, &cb);
+        c = lx_madd(p, V(p, cb), m, I(p, c0));
+    }
+    lexpr *src = at4(p, t->x, V(p, t->i), c, lx_add(p, V(p, t->h), I(p, t->pad[0])),
+                     I(p, w0 + t->pad[1]));
+    lexpr *dst = lx_add(p, lx_mul(p, lx_madd(p, lx_madd(p, V(p, t->i), t->inner.h, V(p, t->h)),
+                                             t->inner.w, I(p, w0)),
+                                  I(p, t->x.c)),
+                        c);
+    ls_transpose(p, parent, t->by, dst, t->bx, src, m, l, t->x.h * t->x.w, t->x.c);
+}
+
+/* [N][C][H][W] -> [N][H][W][C]; x may lie inside a zero border (in_pad).
+ * Tiled: blocks of a vector of channels by a vector of columns, each
+ * transposed in registers (LS_TRANSPOSE): contiguous loads and stores
+ * where the scalar copy gathered a channel vector lane by lane.
+ * ResNet-8's five copies (kcycles per call, 4 rounds): 2099 -> 1232 in
+ * all, the 32-channel 16x16 ones 734 -> 322 and 593 -> 392. */
 void lower_transpose_nhwc(lprogram *p, const ir_node *n)
 {
     const int *pad = n->attr.in_pad;
@@ -868,6 +900,19 @@ void lower_transpose_nhwc(lprogram *p, const ir_node *n)
     int i, c, h, w;
     lstmt *b = loop_n_par(p, k->body, &i);
     b = loop(p, b, "h", inner.h, &h);
+    if (p->target) {
+        int lanes = p->target->lanes;
+        nhwc_ctx t = {x, inner, pad, bx, by, i, h};
+        for (int64_t w0 = 0; w0 < inner.w; w0 += lanes) {
+            int l = inner.w - w0 < lanes ? (int)(inner.w - w0) : lanes;
+            if (x.c / lanes)
+                nhwc_blocks(p, b, &t, 0, x.c / lanes, lanes, w0, l);
+            if (x.c % lanes)
+                nhwc_blocks(p, b, &t, x.c / lanes * lanes, 1, (int)(x.c % lanes), w0, l);
+        }
+        k->tiled = 1;
+        return;
+    }
     b = loop(p, b, "w", inner.w, &w);
     b = loop(p, b, "c", x.c, &c);
     lexpr *src = at4(p, x, V(p, i), V(p, c), lx_add(p, V(p, h), I(p, pad[0])),

@@ -100,7 +100,7 @@ static void tile_store_transposed(lprogram *p, lstmt *parent, const tile_spec *t
     for (int j = 0; j < t->cols; j++) {
         int l, u;
         ls_transpose(p, parent, tr, I(p, 0), acc, I(p, (int64_t)j * t->lanes), t->rows, t->lanes,
-                     (int64_t)t->cols * t->lanes);
+                     (int64_t)t->cols * t->lanes, t->rows);
         lstmt *lanes = flagged_loop(p, parent, "l", t->lanes, LOOP_UNROLL, &l);
         lstmt *cols = flagged_loop(p, lanes, "u", t->rows, LOOP_VECTOR, &u);
         t->store(t->ctx, p, cols, V(p, u), j, V(p, l),
