@@ -368,10 +368,13 @@ lstmt *ls_prefetch(lprogram *p, lstmt *parent, int buf, lexpr *index, int write)
     return s;
 }
 
+/* Memory worth prefetching: a tensor in the arena or an argument, larger
+ * than 4 KiB (a batch norm's per-channel means are read again and again
+ * and stay cached). */
 static int is_tensor(const lprogram *p, int buf)
 {
     lbuf_kind k = p->bufs[buf].kind;
-    return k == LB_ARENA || k == LB_X || k == LB_OUT;
+    return (k == LB_ARENA || k == LB_X || k == LB_OUT) && p->bufs[buf].size > 1024;
 }
 
 static int expr_same_here(const lprogram *p, const lexpr *x, const lexpr *y);

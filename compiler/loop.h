@@ -208,8 +208,9 @@ lstmt *ls_lane_sums(lprogram *p, lstmt *parent, int dst, lexpr *dst_index, int s
 /* A hint: fetch the cache line of buf[index] (for writing if `write`). */
 lstmt *ls_prefetch(lprogram *p, lstmt *parent, int buf, lexpr *index, int write);
 /* Prefetches into parent for the tensor memory that s reads and, with
- * `writes`, stores to (arena buffers and the entry's arguments: not stack
- * arrays, nor parameters, which are small and stay cached), each address
+ * `writes`, stores to (arena buffers over 4 KiB and the entry's
+ * arguments: not stack arrays, parameters or small buffers, which stay
+ * cached), each address
  * once per parent block.  parent NULL: only count.  Returns the number of
  * tensor reads in s. */
 int ls_prefetch_uses(lprogram *p, lstmt *parent, const lstmt *s, int writes);
