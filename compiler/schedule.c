@@ -632,11 +632,24 @@ static void lower_tconv_spatial(lprogram *p, const ir_node *n)
         return;
     }
     c.sh = a->stride[0];
-    c.sw = a->stride[1];
-    for (int ph = 0; ph < a->stride[0]; ph++)
+    for (int ph = 0; ph < a->stride[0]; ph++) {
+        phase_axis rows = phase_axis_of(ph, a->stride[0], a->pad[0], a->kernel[0], c.yh,
+                                        a->phase_pad[0]);
+        if (rows.outs && !rows.taps) {
+            /* rows no tap reaches (a 1x1 kernel with stride 2: every
+             * other row): zeros a whole row at a time, not one column
+             * phase after another, each a strided store that fills half
+             * of every line it touches (ResNet-8's shortcuts' backward-data,
+             * kcycles per call, 5 rounds: 1157 -> 1010 and 722 -> 651) */
+            c.h0 = ph, c.w0 = 0;
+            c.oh = rows.outs, c.ow = c.yw;
+            c.sw = 1;
+            sconv_zero_phase(p, b, &c);
+            continue;
+        }
+        c.sw = a->stride[1];
         for (int pw = 0; pw < a->stride[1]; pw++) {
-            phase_axis ah = phase_axis_of(ph, a->stride[0], a->pad[0], a->kernel[0], c.yh,
-                                          a->phase_pad[0]);
+            phase_axis ah = rows;
             phase_axis aw = phase_axis_of(pw, a->stride[1], a->pad[1], a->kernel[1], c.yw,
                                           a->phase_pad[1]);
             if (!ah.outs || !aw.outs)
@@ -656,6 +669,7 @@ static void lower_tconv_spatial(lprogram *p, const ir_node *n)
             else /* dx's channels of the group, within the group */
                 channel_blocks(p, b, c.kg, a->lanes, I(p, 0), c.oh, cphase_row, &c);
         }
+    }
 }
 
 /* ---- convolution backward-filter ---------------------------------------------------- */
