@@ -21,12 +21,21 @@
  * are medians over the repetitions.  Inputs are uniform random in [0, 1),
  * labels random, parameters from the network's initializers (seed 1).
  *
+ * --kernels FILE (train, step, forward; 2 threads or more): during the
+ * timed repetitions, every parallel loop the model hands the thread pool
+ * is timed (wall clock, waiting for the slower thread included) and FILE
+ * gets a line per loop function, in first-call order: its offset in the
+ * model's .so (hex; `nm` names it), calls, total nanoseconds.
+ * tests/bench/kernels.py turns that into a table per kernel.
+ *
  * Output: a line per repetition, then one line for bench.py,
  *   result key value key value ...
  * Peak memory is the process's VmHWM (its own address space's high-water
  * mark), not ru_maxrss, which Linux carries over from the parent across
  * fork and exec and would count the Python driver's memory.
  */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +51,7 @@ typedef struct bench_options {
     int threads;    /* 0: cnn_default_threads */
     int reps;       /* timed repetitions */
     double seconds; /* target length of one repetition */
+    const char *kernels; /* --kernels: where the per-loop times go, or NULL */
 } bench_options;
 
 /* A compiled network opened for timing, with its inputs. */
@@ -181,6 +191,59 @@ static void calibrate(bench_model *b, enum bench_mode mode, double seconds)
         b->iters = 1;
 }
 
+/* --kernels: the pool's parallel_for wrapped, each loop function's calls
+ * and time summed (one model per process, so plain statics). */
+#define MAX_LOOPS 1024
+static struct {
+    cnn_parallel_fn inner;
+    int count;
+    struct loop_time {
+        cnn_task_fn fn;
+        unsigned long offset; /* in the .so */
+        long long calls;
+        double seconds;
+    } loop[MAX_LOOPS];
+} timed;
+
+static void timed_parallel_for(void *pool, cnn_task_fn fn, void *closure, int64_t count)
+{
+    double t0 = now();
+    timed.inner(pool, fn, closure, count);
+    double t = now() - t0;
+    int i = 0;
+    while (i < timed.count && timed.loop[i].fn != fn)
+        i++;
+    if (i == timed.count) {
+        if (i == MAX_LOOPS)
+            return;
+        Dl_info info;
+        timed.loop[i].fn = fn;
+        timed.loop[i].offset = dladdr((void *)fn, &info) && info.dli_fbase
+                                   ? (unsigned long)((char *)fn - (char *)info.dli_fbase)
+                                   : 0;
+        timed.count++;
+    }
+    timed.loop[i].calls++;
+    timed.loop[i].seconds += t;
+}
+
+static int write_loop_times(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "bench: cannot write %s\n", path);
+        return 1;
+    }
+    for (int i = 0; i < timed.count; i++)
+        fprintf(f, "%lx %lld %.0f\n", timed.loop[i].offset, timed.loop[i].calls,
+                1e9 * timed.loop[i].seconds);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "bench: cannot write %s\n", path);
+        return 1;
+    }
+    return 0;
+}
+
 static int bench_model_main(enum bench_mode mode, const char *path, const bench_options *o)
 {
     static const char *names[] = {"train", "step", "forward"};
@@ -191,6 +254,15 @@ static int bench_model_main(enum bench_mode mode, const char *path, const bench_
         return 1;
     }
     calibrate(&b, mode, o->seconds);
+    if (o->kernels) {
+        if (!b.ctx->parallel_for) {
+            fprintf(stderr, "bench: --kernels needs 2 threads or more\n");
+            model_close(&b);
+            return 2;
+        }
+        timed.inner = b.ctx->parallel_for;
+        b.ctx->parallel_for = timed_parallel_for;
+    }
     double *sec = malloc(sizeof(double) * (size_t)o->reps);
     for (int rep = 0; rep < o->reps; rep++) {
         sec[rep] = model_time(&b, mode);
@@ -204,7 +276,7 @@ static int bench_model_main(enum bench_mode mode, const char *path, const bench_
            cnn_default_threads(o->threads), peak_rss_kib(), (long long)b.m->arena_bytes);
     free(sec);
     model_close(&b);
-    return 0;
+    return o->kernels ? write_loop_times(o->kernels) : 0;
 }
 
 /*
@@ -304,13 +376,14 @@ static int usage(void)
     fprintf(stderr, "usage: bench train|step|forward MODEL.so [OPTIONS]\n"
                     "       bench conv A.so A0.so B.so B0.so [OPTIONS]\n"
                     "       bench peak [OPTIONS]\n"
-                    "options: --threads N  --reps R  --seconds S\n");
+                    "options: --threads N  --reps R  --seconds S\n"
+                    "         --kernels FILE (train, step, forward: time per parallel loop)\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
-    bench_options o = {.threads = 0, .reps = 7, .seconds = 0.5};
+    bench_options o = {.threads = 0, .reps = 7, .seconds = 0.5, .kernels = NULL};
     char *args[4];
     int nargs = 0;
     if (argc < 2)
@@ -322,6 +395,8 @@ int main(int argc, char **argv)
             o.reps = atoi(argv[++i]);
         else if (i + 1 < argc && strcmp(argv[i], "--seconds") == 0)
             o.seconds = atof(argv[++i]);
+        else if (i + 1 < argc && strcmp(argv[i], "--kernels") == 0)
+            o.kernels = argv[++i];
         else if (argv[i][0] != '-' && nargs < 4)
             args[nargs++] = argv[i];
         else
