@@ -305,6 +305,15 @@ START_TEST(test_threads_bit_identical)
 }
 END_TEST
 
+/* u: the network `text` (named `name`) through the front end at -O`level`. */
+static void front_end(cnnc_unit *u, int level, const char *name, const char *text)
+{
+    cnnc_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.opt_level = level;
+    ck_assert_int_eq(tu_frontend(u, &opt, name, text, NULL), 0);
+}
+
 /* What fuse.c does to the network built to exercise it: every relu and
  * residual add becomes an epilogue, every relu backward but the one after
  * average pooling's (which accumulates into its output); -O0 fuses
@@ -329,10 +338,7 @@ START_TEST(test_fusion_graph)
     ck_assert_ptr_nonnull(net);
     for (int level = 0; level <= 2; level += 2) {
         cnnc_unit u;
-        cnnc_options opt;
-        memset(&opt, 0, sizeof opt);
-        opt.opt_level = level;
-        ck_assert_int_eq(tu_frontend(&u, &opt, "fusion.cnn", net->text, NULL), 0);
+        front_end(&u, level, "fusion.cnn", net->text);
         int posts, relu = count_ops(u.train, OP_RELU, &posts);
         int relu_bwd = count_ops(u.train, OP_RELU_BWD, &posts);
         int infer_posts, infer_relu = count_ops(u.infer, OP_RELU, &infer_posts);
@@ -432,10 +438,7 @@ START_TEST(test_shared_kernels)
     static const char *const expect_same[] = {"conv1", "conv2", "pool1", "fc1", "fc2"};
     for (int level = 0; level <= 2; level += 2) {
         cnnc_unit u;
-        cnnc_options opt;
-        memset(&opt, 0, sizeof opt);
-        opt.opt_level = level;
-        ck_assert_int_eq(tu_frontend(&u, &opt, "lenet5.cnn", text, NULL), 0);
+        front_end(&u, level, "lenet5.cnn", text);
         check_plan(u.train);
         check_plan(u.infer);
         const lprogram *f = u.infer_prog, *t = u.train_prog;
@@ -465,10 +468,7 @@ START_TEST(test_shared_kernels)
      * kernel is the same code. */
     for (int i = 0; i < test_net_count; i++) {
         cnnc_unit u;
-        cnnc_options opt;
-        memset(&opt, 0, sizeof opt);
-        opt.opt_level = 2;
-        ck_assert_int_eq(tu_frontend(&u, &opt, test_nets[i].name, test_nets[i].text, NULL), 0);
+        front_end(&u, 2, test_nets[i].name, test_nets[i].text);
         check_plan(u.train);
         check_plan(u.infer);
         for (int k = 0; k < u.infer_prog->nkernels; k++)
@@ -595,10 +595,7 @@ START_TEST(test_prefetches)
     ck_assert_ptr_nonnull(text);
     for (int level = 0; level <= 2; level += 2) {
         cnnc_unit u;
-        cnnc_options opt;
-        memset(&opt, 0, sizeof opt);
-        opt.opt_level = level;
-        ck_assert_int_eq(tu_frontend(&u, &opt, "resnet8.cnn", text, NULL), 0);
+        front_end(&u, level, "resnet8.cnn", text);
         const lprogram *t = u.train_prog;
         if (level == 0) {
             for (int i = 0; i < t->nkernels; i++) {
@@ -628,10 +625,7 @@ START_TEST(test_prefetches)
     free(text);
     for (int i = 0; i < test_net_count; i++) {
         cnnc_unit u;
-        cnnc_options opt;
-        memset(&opt, 0, sizeof opt);
-        opt.opt_level = 2;
-        ck_assert_int_eq(tu_frontend(&u, &opt, test_nets[i].name, test_nets[i].text, NULL), 0);
+        front_end(&u, 2, test_nets[i].name, test_nets[i].text);
         for (int k = 0; k < u.train_prog->nkernels; k++)
             ck_assert_msg(scan_kernel(u.train_prog, &u.train_prog->kernels[k]).stray == 0,
                           "%s: kernel %s prefetches memory it does not access",
