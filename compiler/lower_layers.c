@@ -744,10 +744,70 @@ void lower_mse_loss_bwd(lprogram *p, const ir_node *n)
 /* ---- the packing kernels of tiled ops (pack.c) ------------------------------------------ */
 
 /* Zeros around and between (zero insertion by `stride`) the elements of x. */
+/* The network's input padded for a tiled convolution (pad_inlined): the
+ * convolution's kernel pads each example just before its tiles read it,
+ * so the padded example is still in L2 then (the benchmark convolution:
+ * a 0.73 ms pass over memory of its 14 ms less), rows in vectors. */
+typedef struct pad_row {
+    dims x, y;
+    const int *pad;
+    int bx, by, i, c, h;
+    int64_t w0; /* zeros: the first column of the run */
+} pad_row;
+
+static void pad_copy(lprogram *p, const void *ctx, lstmt *body, lexpr *w)
+{
+    const pad_row *r = ctx;
+    lexpr *xh = lx_sub(p, V(p, r->h), I(p, r->pad[0]));
+    ls_store(p, body, r->by, at4(p, r->y, V(p, r->i), V(p, r->c), V(p, r->h),
+                                 lx_add(p, w, I(p, r->pad[1]))),
+             lx_load(p, r->bx, at4(p, r->x, V(p, r->i), V(p, r->c), xh, w)), 0);
+}
+
+static void pad_zero(lprogram *p, const void *ctx, lstmt *body, lexpr *w)
+{
+    const pad_row *r = ctx;
+    ls_store(p, body, r->by, at4(p, r->y, V(p, r->i), V(p, r->c), V(p, r->h),
+                                 lx_add(p, w, I(p, r->w0))),
+             lx_float(p, 0), 0);
+}
+
+void pad_example(lprogram *p, const ir_node *n, lstmt *parent, int i)
+{
+    pad_row r = {dims_of(p, n->in[0]), dims_of(p, n->out[0]), n->attr.pad,
+                 lp_buf(p, n->in[0]), lp_buf(p, n->out[0]), i, 0, 0, 0};
+    lstmt *b = loop(p, parent, "c", r.y.c, &r.c);
+    b = loop(p, b, "h", r.y.h, &r.h);
+    lstmt *inside = ls_if(p, b, lx_in_range(p, lx_sub(p, V(p, r.h), I(p, r.pad[0])), r.x.h));
+    inside->else_s = ls_block(p);
+    vector_row(p, inside->else_s, r.y.w, pad_zero, &r);
+    vector_row(p, inside->then_s, r.pad[1], pad_zero, &r);
+    vector_row(p, inside->then_s, r.x.w, pad_copy, &r);
+    pad_row right = r;
+    right.w0 = r.pad[1] + r.x.w;
+    vector_row(p, inside->then_s, r.y.w - right.w0, pad_zero, &right);
+}
+
+int pad_inlined(const ir_graph *g, const ir_node *n)
+{
+    if (n->op != OP_PAD || n->attr.stride[0] != 1 || n->attr.stride[1] != 1 ||
+        g->values[n->in[0]].kind != VAL_INPUT)
+        return -1;
+    for (int j = (int)(n - g->nodes) + 1; j < g->nnodes; j++) {
+        const ir_node *m = &g->nodes[j];
+        for (int k = 0; k < m->nin; k++)
+            if (m->in[k] == n->out[0])
+                return m->op == OP_TCONV && k == 0 && !m->attr.phases ? j : -1;
+    }
+    return -1;
+}
+
 void lower_pad(lprogram *p, const ir_node *n)
 {
     dims x = dims_of(p, n->in[0]), y = dims_of(p, n->out[0]);
     const ir_attrs *a = &n->attr;
+    if (p->target && pad_inlined(p->g, n) >= 0)
+        return; /* the convolution's kernel pads each example (pad_example) */
     int bx = lp_buf(p, n->in[0]), by = lp_buf(p, n->out[0]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     int i, c, h, w;

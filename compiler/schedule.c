@@ -339,6 +339,15 @@ static void conv_row(lprogram *p, lstmt *body, void *ctx, int oh_var, lexpr *k0,
 
 static void lower_tconv_spatial(lprogram *p, const ir_node *n);
 
+/* Example i of x padded first where x is a pad this kernel does
+ * (pad_inlined). */
+static void pad_first(lprogram *p, const ir_node *n, lstmt *parent, int i)
+{
+    int pad = p->g->values[n->in[0]].producer;
+    if (pad >= 0 && pad_inlined(p->g, &p->g->nodes[pad]) == (int)(n - p->g->nodes))
+        pad_example(p, &p->g->nodes[pad], parent, i);
+}
+
 static void lower_tconv(lprogram *p, const ir_node *n)
 {
     if (n->attr.spatial || n->attr.phases) {
@@ -356,6 +365,7 @@ static void lower_tconv(lprogram *p, const ir_node *n)
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
     lstmt *b = loop_n_par(p, k->body, &c.n_var);
+    pad_first(p, n, b, c.n_var);
     b = loop(p, b, "g", a->groups, &c.g_var);
     channel_blocks(p, b, c.kg, a->lanes, lx_mul(p, V(p, c.g_var), I(p, c.kg)), c.oh, conv_row, &c);
 }
@@ -626,6 +636,7 @@ static void lower_tconv_spatial(lprogram *p, const ir_node *n)
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
     lstmt *b = loop_n_par(p, k->body, &c.n_var);
+    pad_first(p, n, b, c.n_var);
     b = loop(p, b, "g", a->groups, &c.g_var);
     if (!a->phases) {
         sconv_all(p, b, &c);

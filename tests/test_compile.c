@@ -635,6 +635,56 @@ START_TEST(test_prefetches)
 }
 END_TEST
 
+/* Whether statement s stores to buffer buf. */
+static int stores_to(const lstmt *s, int buf)
+{
+    if (!s)
+        return 0;
+    switch (s->kind) {
+    case LS_BLOCK:
+        for (int i = 0; i < s->nitems; i++)
+            if (stores_to(s->items[i], buf))
+                return 1;
+        return 0;
+    case LS_FOR:
+        return stores_to(s->body, buf);
+    case LS_IF:
+        return stores_to(s->then_s, buf) || stores_to(s->else_s, buf);
+    case LS_STORE:
+    case LS_TRANSPOSE:
+        return s->buf == buf;
+    default:
+        return 0;
+    }
+}
+
+/* The network's input padded for the stem (-O2; -O0 pads nothing, its
+ * convolution tests bounds): by the stem's kernel, example by example,
+ * the only kernel that writes the padded buffer; no pad kernel of its own.
+ * (test_case_O2 checks what the kernels compute.) */
+START_TEST(test_input_pad_inlined)
+{
+    char *text = read_file("examples/resnet8.cnn");
+    ck_assert_ptr_nonnull(text);
+    cnnc_unit u;
+    front_end(&u, 2, "resnet8.cnn", text);
+    const lprogram *t = u.train_prog;
+    int pad_buf = -1;
+    for (int b = 0; b < t->nbufs; b++)
+        if (strcmp(t->bufs[b].name, "stem.pad") == 0)
+            pad_buf = b;
+    ck_assert_int_ge(pad_buf, 0);
+    int writers = 0;
+    for (int k = 0; k < t->nkernels; k++)
+        writers += stores_to(t->kernels[k].body, pad_buf);
+    ck_assert_int_eq(writers, 1);
+    ck_assert_ptr_null(kernel_named(t, "stem.pad"));
+    ck_assert(stores_to(kernel_named(t, "stem")->body, pad_buf));
+    cnnc_unit_free(&u);
+    free(text);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("compile");
@@ -655,6 +705,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_descriptor);
     tcase_add_test(tc, test_shared_kernels);
     tcase_add_test(tc, test_prefetches);
+    tcase_add_test(tc, test_input_pad_inlined);
     suite_add_tcase(s, tc);
     return s;
 }
