@@ -494,31 +494,38 @@ static int uses_buf(const lexpr *e, int buf)
                  uses_buf(e->b, buf) || uses_buf(e->c, buf));
 }
 
-/* Whether statement s (not counting prefetches) reads or writes buf. */
-static int accesses(const lstmt *s, int buf)
+/* Whether statement s (not counting prefetches) writes buf, or with
+ * `reads` also reads it. */
+static int touches(const lstmt *s, int buf, int reads)
 {
     if (!s)
         return 0;
     switch (s->kind) {
     case LS_BLOCK:
         for (int i = 0; i < s->nitems; i++)
-            if (accesses(s->items[i], buf))
+            if (touches(s->items[i], buf, reads))
                 return 1;
         return 0;
     case LS_FOR:
-        return accesses(s->body, buf);
+        return touches(s->body, buf, reads);
     case LS_IF:
-        return accesses(s->then_s, buf) || accesses(s->else_s, buf);
+        return touches(s->then_s, buf, reads) || touches(s->else_s, buf, reads);
     case LS_PREFETCH:
         return 0;
     case LS_STORE:
     case LS_TRANSPOSE:
     case LS_LANE_SUMS:
-        return s->buf == buf || uses_buf(s->index, buf) || uses_buf(s->value, buf);
+        return s->buf == buf ||
+               (reads && (uses_buf(s->index, buf) || uses_buf(s->value, buf)));
     case LS_SET:
-        return uses_buf(s->value, buf);
+        return reads && uses_buf(s->value, buf);
     }
     return 0;
+}
+
+static int accesses(const lstmt *s, int buf)
+{
+    return touches(s, buf, 1);
 }
 
 static void scan_prefetches(prefetch_scan *sc, const lstmt *body, const lstmt *s)
@@ -638,24 +645,7 @@ END_TEST
 /* Whether statement s stores to buffer buf. */
 static int stores_to(const lstmt *s, int buf)
 {
-    if (!s)
-        return 0;
-    switch (s->kind) {
-    case LS_BLOCK:
-        for (int i = 0; i < s->nitems; i++)
-            if (stores_to(s->items[i], buf))
-                return 1;
-        return 0;
-    case LS_FOR:
-        return stores_to(s->body, buf);
-    case LS_IF:
-        return stores_to(s->then_s, buf) || stores_to(s->else_s, buf);
-    case LS_STORE:
-    case LS_TRANSPOSE:
-        return s->buf == buf;
-    default:
-        return 0;
-    }
+    return touches(s, buf, 0);
 }
 
 /* The network's input padded for the stem (-O2; -O0 pads nothing, its
