@@ -489,7 +489,8 @@ static int stmt_same(const same_ctx *c, const lstmt *x, const lstmt *y)
                expr_same(c, x->index, y->index) && expr_same(c, x->value, y->value);
     case LS_TRANSPOSE:
     case LS_LANE_SUMS:
-        return x->stride == y->stride && x->dst_stride == y->dst_stride && buf_same(c->pa, x->buf, c->ka, c->pb, y->buf, c->kb) &&
+        return x->stride == y->stride && x->dst_stride == y->dst_stride &&
+               buf_same(c->pa, x->buf, c->ka, c->pb, y->buf, c->kb) &&
                expr_same(c, x->extent, y->extent) && expr_same(c, x->index, y->index) &&
                expr_same(c, x->value, y->value);
     case LS_PREFETCH:

@@ -93,7 +93,7 @@ struct lstmt {
     lexpr *value;
     int accumulate;
     int64_t stride;
-    int64_t dst_stride;
+    int64_t dst_stride; /* LS_TRANSPOSE: elements between destination vectors */
     /* LS_TRANSPOSE: M = extent (a constant) vectors of L = value->lanes
      * floats, the first at value, each next one `stride` elements on,
      * become L vectors of M floats at buf[index], buf[index + dst_stride],
@@ -210,9 +210,8 @@ lstmt *ls_prefetch(lprogram *p, lstmt *parent, int buf, lexpr *index, int write)
 /* Prefetches into parent for the tensor memory that s reads and, with
  * `writes`, stores to (arena buffers over 4 KiB and the entry's
  * arguments: not stack arrays, parameters or small buffers, which stay
- * cached), each address
- * once per parent block.  parent NULL: only count.  Returns the number of
- * tensor reads in s. */
+ * cached), each address once per parent block.  parent NULL: only count.
+ * Returns the number of tensor reads in s. */
 int ls_prefetch_uses(lprogram *p, lstmt *parent, const lstmt *s, int writes);
 
 /* ---- passes --------------------------------------------------------------- */
