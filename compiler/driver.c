@@ -84,6 +84,7 @@ int cnnc_frontend(cnnc_unit *u, const cnnc_options *opt, const char *text, FILE 
             graph_absorb_pads(u->train, report);
             graph_absorb_pads(u->infer, report);
         }
+        graph_bn_stats(u->train, report);
     }
     int reuse = opt->opt_level >= 1;
     u->train_arena = memplan(u->train, reuse, NULL, &u->train_plan);

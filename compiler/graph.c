@@ -448,6 +448,11 @@ static void print_post(FILE *out, const ir_graph *g, const ir_node *n)
         print_value_ref(out, g, n->in[n->nin - 1]);
         fputc(')', out);
     }
+    if (n->op == OP_BATCHNORM && n->attr.stats) {
+        fputs(" sums(", out);
+        print_value_ref(out, g, n->in[ir_nin_core(n)]);
+        fputc(')', out);
+    }
     if (n->attr.post & POST_RELU)
         fputs(" +relu", out);
     if (n->attr.post & POST_MASK) {

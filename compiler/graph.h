@@ -74,6 +74,9 @@ typedef struct ir_attrs {
                       * (spatial): input 0 read inside one */
     int x_pad[4];    /* TCONV_BWD_FILTER (channel form): input 1, x */
     int post_pad[4]; /* the operand of a fused add or relu mask */
+    int stats;       /* bnstats.c: TCONV writes the batch-norm sums of each
+                      * example of its output to output 1; BATCHNORM reads
+                      * them (its input after the core ones) */
 } ir_attrs;
 
 /* Epilogues (fuse.c), applied in this order to each output element y of
@@ -84,6 +87,10 @@ enum {
     POST_RELU = 2, /* y = y < 0 ? 0 : y */
     POST_MASK = 4, /* y = 0 < r ? y : 0 */
 };
+
+/* Floats of a TCONV's batch-norm sums per example and channel (bnstats.c):
+ * two doubles, each kept as hi = (float)d and lo = (float)(d - hi). */
+#define STATS_FLOATS 4
 
 /* How PACK_WEIGHTS reorders a weight tensor (see pack.c). */
 enum pack_mode { PACK_FORWARD, PACK_FLIPPED, PACK_PHASES };
@@ -192,10 +199,12 @@ typedef struct ir_node {
     const char *fused; /* names of the nodes fused into it ("relu1"), or NULL */
 } ir_node;
 
-/* Inputs of n that its op reads, without an epilogue's extra operand. */
+/* Inputs of n that its op reads, without the sums bnstats.c gave a batch
+ * norm and an epilogue's extra operand (in that order after them). */
 static inline int ir_nin_core(const ir_node *n)
 {
-    return n->nin - ((n->attr.post & (POST_ADD | POST_MASK)) ? 1 : 0);
+    return n->nin - ((n->attr.post & (POST_ADD | POST_MASK)) ? 1 : 0) -
+           (n->op == OP_BATCHNORM && n->attr.stats);
 }
 
 typedef enum graph_mode { GRAPH_TRAIN, GRAPH_INFER } graph_mode;
@@ -292,6 +301,11 @@ int graph_fuse(ir_graph *g, FILE *report);
  * inside the zero border a convolution pads it with, where every reader
  * can read it there; the pads go (reported to report when not NULL). */
 void graph_absorb_pads(ir_graph *g, FILE *report);
+/* bnstats.c, after graph_absorb_pads: a training batch norm's sums over
+ * each example computed by the convolution that writes its input, while
+ * the example is in cache; reported to report when not NULL.  Returns how
+ * many batch norms read such sums. */
+int graph_bn_stats(ir_graph *g, FILE *report);
 /* Max pooling whose windows neither overlap nor need padding: its backward
  * writes each input element once (lower.c), so it can take an epilogue. */
 int maxpool_windows_disjoint(const ir_graph *g, const ir_node *n);

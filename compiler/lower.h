@@ -60,6 +60,11 @@ int pad_inlined(const ir_graph *g, const ir_node *n);
  * parent: each element written once, rows in vectors with a target. */
 void pad_example(lprogram *p, const ir_node *n, lstmt *parent, int i);
 
+/* Per-example batch-norm sums (bnstats.c) of example i (loop variable) of
+ * tiled convolution n, whose output's example i is written: into parent,
+ * after its tiles. */
+void bn_example_stats(lprogram *p, const ir_node *n, lstmt *parent, int i);
+
 /* Whether a border (pack.c's graph_absorb_pads: top, left, bottom, right) is set. */
 static inline int bordered(const int pad[4])
 {

@@ -368,10 +368,12 @@ static void lower_tconv(lprogram *p, const ir_node *n)
     c.kg = c.kt / a->groups;
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
-    lstmt *b = loop_n_par(p, k->body, &c.n_var);
-    pad_first(p, n, b, c.n_var);
-    b = loop(p, b, "g", a->groups, &c.g_var);
+    lstmt *ex = loop_n_par(p, k->body, &c.n_var);
+    pad_first(p, n, ex, c.n_var);
+    lstmt *b = loop(p, ex, "g", a->groups, &c.g_var);
     channel_blocks(p, b, c.kg, a->lanes, lx_mul(p, V(p, c.g_var), I(p, c.kg)), c.oh, conv_row, &c);
+    if (a->stats)
+        bn_example_stats(p, n, ex, c.n_var);
 }
 
 /* ---- convolution, vectorized over output columns ------------------------------------ */
@@ -639,9 +641,11 @@ static void lower_tconv_spatial(lprogram *p, const ir_node *n)
     c.kg = c.kt / a->groups;
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
-    lstmt *b = loop_n_par(p, k->body, &c.n_var);
-    pad_first(p, n, b, c.n_var);
-    b = loop(p, b, "g", a->groups, &c.g_var);
+    lstmt *ex = loop_n_par(p, k->body, &c.n_var);
+    pad_first(p, n, ex, c.n_var);
+    lstmt *b = loop(p, ex, "g", a->groups, &c.g_var);
+    if (a->stats) /* after the group loop, which the code below fills */
+        bn_example_stats(p, n, ex, c.n_var);
     if (!a->phases) {
         sconv_all(p, b, &c);
         return;

@@ -226,6 +226,22 @@ const net_case test_nets[] = {
      "  d = dense(f, units = 4)\n"
      "  loss = softmax_cross_entropy(d)\n"
      "}\n" TRAIN_BLOCK},
+    /* batch norms whose statistics their convolutions sum example by
+     * example (bnstats.c): 17x17 outputs (18 vectors and 1: two rounds of
+     * two chains of 4, two vectors left, a tail) behind a fused relu, and
+     * 9x9 ones (5 vectors and 1: one chain) */
+    {"bn_sums",
+     "network bn_sums {\n"
+     "  x = input(3, 17, 17)\n"
+     "  a = conv2d(x, filters = 16, kernel = 3, padding = 1)\n"
+     "  r = relu(a)\n"
+     "  b = batchnorm(r)\n"
+     "  c = conv2d(b, filters = 6, kernel = 3, stride = 2, padding = 1, bias = false)\n"
+     "  d = batchnorm(c, momentum = 0.2)\n"
+     "  f = flatten(d)\n"
+     "  o = dense(f, units = 4)\n"
+     "  loss = softmax_cross_entropy(o)\n"
+     "}\n" TRAIN_BLOCK},
 };
 
 const int test_net_count = (int)(sizeof test_nets / sizeof test_nets[0]);

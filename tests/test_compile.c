@@ -675,6 +675,45 @@ START_TEST(test_input_pad_inlined)
 }
 END_TEST
 
+/* Every training batch norm of bn_sums and ResNet-8 at -O2 reads the sums
+ * of the tiled convolution that writes its input (its second output), none
+ * at -O0.  (test_case_O2 and test_threads_bit_identical check what they
+ * compute.) */
+START_TEST(test_bn_sums)
+{
+    char *resnet = read_file("examples/resnet8.cnn");
+    ck_assert_ptr_nonnull(resnet);
+    const char *texts[2] = {test_nets[test_net_count - 1].text, resnet};
+    ck_assert_str_eq(test_nets[test_net_count - 1].name, "bn_sums");
+    for (int level = 0; level <= 2; level += 2)
+        for (int t = 0; t < 2; t++) {
+            cnnc_unit u;
+            front_end(&u, level, t ? "resnet8.cnn" : "bn_sums.cnn", texts[t]);
+            const ir_graph *g = u.train;
+            int bns = 0, summed = 0;
+            for (int i = 0; i < g->nnodes; i++) {
+                const ir_node *n = &g->nodes[i];
+                if (n->op != OP_BATCHNORM)
+                    continue;
+                bns++;
+                if (!n->attr.stats)
+                    continue;
+                summed++;
+                int sums = n->in[ir_nin_core(n)];
+                const ir_node *conv = &g->nodes[g->values[n->in[0]].producer];
+                ck_assert_int_eq(conv->op, OP_TCONV);
+                ck_assert_int_eq(conv->nout, 2);
+                ck_assert_int_eq(conv->out[1], sums);
+                ck_assert_int_eq(g->values[sums].shape.d[1], g->values[n->in[0]].shape.d[1]);
+            }
+            ck_assert_int_eq(bns, t ? 9 : 2);
+            ck_assert_int_eq(summed, level ? bns : 0);
+            cnnc_unit_free(&u);
+        }
+    free(resnet);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("compile");
@@ -696,6 +735,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_shared_kernels);
     tcase_add_test(tc, test_prefetches);
     tcase_add_test(tc, test_input_pad_inlined);
+    tcase_add_test(tc, test_bn_sums);
     suite_add_tcase(s, tc);
     return s;
 }
