@@ -24,8 +24,8 @@
  * Measured on ResNet-8's train step (microseconds per call, kernels.py, 4
  * rounds): its 32x32 batch norms 593 -> 441, 537 -> 418, 649 -> 517 for
  * their convolutions' 681 -> 712, 1737 -> 1827, 1778 -> 1830; on the
- * 8x8 layers the two nearly cancel; the whole step faster in 8 of 9
- * alternating rounds (about +2%).
+ * 8x8 layers the convolutions grew by more (MIN_RUN); the whole step (build/bench train, 5
+ * alternating rounds) 3 064 -> 3 164 img/s median, faster in 4 of 5.
  *
  * The backward pass's sums (dy and (x - mean) dy) stay in the batch norm's
  * backward kernel: done in the backward-data convolution that writes dy,
@@ -34,6 +34,14 @@
  * comes from anything but a tiled convolution keep their own pass.
  */
 #include "cnnc.h"
+
+/* The shortest run of a channel (H*W) whose sums pay in the convolution:
+ * each channel of each example costs its lanes' reduction and four
+ * stores there, a fixed cost that the 8x8 maps' 64 elements do not repay
+ * (ResNet-8's three 8x8 layers, microseconds per call, 4 rounds: 94 less
+ * in all with their batch norms' own pass; 16x16 about even, 32x32 well
+ * ahead). */
+#define MIN_RUN 256
 
 /* The tiled convolution writing value v (every form of it works one
  * example per iteration of its parallel loop, its output without a
@@ -44,8 +52,9 @@ static ir_node *summing_producer(ir_graph *g, int v)
     if (p < 0)
         return NULL;
     ir_node *n = &g->nodes[p];
+    const ir_value *y = &g->values[v];
     if (n->op != OP_TCONV || n->attr.stats || n->nout != 1 || n->out[0] != v ||
-        g->values[v].shape.ndim != 4)
+        y->shape.ndim != 4 || y->shape.d[2] * y->shape.d[3] < MIN_RUN)
         return NULL;
     return n;
 }

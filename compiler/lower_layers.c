@@ -19,6 +19,7 @@
  * mask instead of storing it, and the reference interpreter
  * (tests/reference.c) implements the same function.
  */
+#include <assert.h>
 #include <math.h>
 
 #include "lower.h"
@@ -197,7 +198,7 @@ static void sum_terms_at(lprogram *p, const void *ctx, lstmt *body, lexpr *at)
  * is most of the work (4 conversions and 4 additions per vector of 16
  * floats), and a term computed in float ((x - K)^2) already carries a
  * float rounding, so a sum of a few of them in float is as exact. */
-#define MAX_CHAINS 4
+#define MAX_CHAINS 2
 typedef struct run_parts {
     term_fn terms;
     const void *ctx;
@@ -211,6 +212,7 @@ typedef struct run_parts {
 static void parts_begin(lprogram *p, lstmt *parent, run_parts *rp)
 {
     int lanes = rp->lanes;
+    assert(rp->count <= 2 && rp->chains >= 1 && rp->chains <= MAX_CHAINS && rp->group >= 1);
     for (int k = 0; k <= rp->chains; k++)
         for (int j = 0; j < rp->count; j++) {
             rp->part[k][j] = -1;
@@ -347,7 +349,7 @@ static lexpr *load_split(lprogram *p, int buf, lexpr *at)
 void bn_example_stats(lprogram *p, const ir_node *n, lstmt *parent, int i)
 {
     dims d = dims_of(p, n->out[0]);
-    int64_t hw = d.h * d.w, vectors = hw / STATS_LANES;
+    int64_t hw = d.h * d.w;
     int by = lp_buf(p, n->out[0]), bs = lp_buf(p, n->out[1]), c;
     lstmt *b = loop(p, parent, "c", d.c, &c);
     lexpr *base = lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, hw));
@@ -357,15 +359,15 @@ void bn_example_stats(lprogram *p, const ir_node *n, lstmt *parent, int i)
     ls_set(p, b, sq, lx_double(p, 0));
     ls_set(p, b, shift, lx_load(p, by, base));
     /* In cache, the sums cost what their arithmetic does: vectors four at
-     * a time in float, then in double, two sets interleaved where a run
-     * has 8 vectors or more.  Vectors of STATS_LANES on every target: the
+     * a time in float, then in double, two sets interleaved (runs have 16
+     * vectors or more: bnstats.c's MIN_RUN).  Vectors of STATS_LANES on every target: the
      * float sums then add the same elements in the same order everywhere,
      * as the double ones all but do (with the target's lanes, AArch64's
      * means differed from x86-64's in the 8th digit, and a relu after the
      * batch norm turned the difference into 3e-4 in the weights after 4
      * steps of resnet8_mnist: test_cross) */
     bn_terms terms = {by, -1, V(p, shift)};
-    run_parts rp = {bn_shifted_term, &terms, 2, STATS_LANES, vectors >= 8 ? 2 : 1, 4, hw, {{0}}};
+    run_parts rp = {bn_shifted_term, &terms, 2, STATS_LANES, 2, 4, hw, {{0}}};
     int sums[2] = {sum, sq};
     parts_begin(p, b, &rp);
     parts_add(p, b, &rp, base);
