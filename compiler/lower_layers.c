@@ -53,6 +53,14 @@ static void prefetch_run(lprogram *p, lstmt *parent, int64_t length, lexpr *firs
     ls_prefetch_uses(p, parent, elements, 1);
 }
 
+/* Flat index of element e of example i's run of channel c in a d-shaped
+ * tensor, (i*C + c)*H*W + e; of the run's first element where e is NULL. */
+static lexpr *run_at(lprogram *p, dims d, lexpr *i, lexpr *c, lexpr *e)
+{
+    lexpr *first = lx_mul(p, lx_madd(p, i, d.c, c), I(p, d.h * d.w));
+    return e ? lx_add(p, first, e) : first;
+}
+
 /* Loops over the examples and pixels of channel c: for i in [0, n), e in
  * [0, H*W); *at receives the flat index. */
 static lstmt *channel_loop(lprogram *p, lstmt *parent, dims d, int c, lexpr **at)
@@ -60,7 +68,7 @@ static lstmt *channel_loop(lprogram *p, lstmt *parent, dims d, int c, lexpr **at
     int i, e;
     lstmt *b = ls_for(p, parent, "i", lx_n(p), &i)->body;
     b = ls_for(p, b, "e", I(p, d.h * d.w), &e)->body;
-    *at = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, d.h * d.w)), V(p, e));
+    *at = run_at(p, d, V(p, i), V(p, c), V(p, e));
     return b;
 }
 
@@ -91,11 +99,11 @@ static void channel_elements(lprogram *p, lstmt *parent, dims d, int c, elem_fn 
     lstmt *b = ls_for(p, parent, "i", lx_n(p), &i)->body;
     if (p->target) {
         flat_element f = {fn, ctx};
-        prefetch_run(p, b, hw, lx_mul(p, lx_madd(p, lx_add(p, V(p, i), I(p, 1)), d.c, V(p, c)), I(p, hw)),
+        prefetch_run(p, b, hw, run_at(p, d, lx_add(p, V(p, i), I(p, 1)), V(p, c), NULL),
                      flat_element_at, &f);
     }
     b = ls_for(p, b, "e", I(p, hw), &e)->body;
-    lexpr *at = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, hw)), V(p, e));
+    lexpr *at = run_at(p, d, V(p, i), V(p, c), V(p, e));
     fn(p, ctx, b, at, at, at);
 }
 
@@ -196,7 +204,7 @@ static void example_major(lprogram *p, lkernel *k, const ir_node *n, dims d, int
     }
     int e;
     b = ls_for(p, b, "e", I(p, d.h * d.w), &e)->body;
-    lexpr *at = lx_add(p, lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, d.h * d.w)), V(p, e));
+    lexpr *at = run_at(p, d, V(p, i), V(p, c), V(p, e));
     fn(p, ctx, b, at, at, at);
 }
 
@@ -338,9 +346,9 @@ static void channel_sums(lprogram *p, lstmt *parent, dims d, int c, int count, t
     parts_begin(p, parent, &rp);
     lstmt *ex = ls_for(p, parent, "i", lx_n(p), &i)->body;
     sum_terms st = {terms, ctx, count, sums};
-    prefetch_run(p, ex, hw, lx_mul(p, lx_madd(p, lx_add(p, V(p, i), I(p, 1)), d.c, V(p, c)), I(p, hw)),
+    prefetch_run(p, ex, hw, run_at(p, d, lx_add(p, V(p, i), I(p, 1)), V(p, c), NULL),
                  sum_terms_at, &st);
-    parts_add(p, ex, &rp, lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, hw)));
+    parts_add(p, ex, &rp, run_at(p, d, V(p, i), V(p, c), NULL));
     parts_end(p, parent, &rp, sums);
 }
 
@@ -380,6 +388,13 @@ static void store_split(lprogram *p, lstmt *parent, int buf, lexpr *at, int d)
              0);
 }
 
+/* Where the sums of example i (loop variable), channel c (loop variable)
+ * lie in a [N][C][STATS_FLOATS] value. */
+static lexpr *stats_at(lprogram *p, dims d, int i, int c)
+{
+    return lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, STATS_FLOATS));
+}
+
 static lexpr *load_split(lprogram *p, int buf, lexpr *at)
 {
     return lx_add(p, dbl(p, lx_load(p, buf, at)), dbl(p, lx_load(p, buf, lx_add(p, at, I(p, 1)))));
@@ -391,7 +406,7 @@ void bn_example_stats(lprogram *p, const ir_node *n, lstmt *parent, int i)
     int64_t hw = d.h * d.w;
     int by = lp_buf(p, n->out[0]), bs = lp_buf(p, n->out[1]), c;
     lstmt *b = loop(p, parent, "c", d.c, &c);
-    lexpr *base = lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, hw));
+    lexpr *base = run_at(p, d, V(p, i), V(p, c), NULL);
     int sum = lp_var(p, "sum", LT_DOUBLE, 0), sq = lp_var(p, "sq", LT_DOUBLE, 0);
     int shift = lp_var(p, "shift", LT_FLOAT, 0), mean = lp_var(p, "mean", LT_DOUBLE, 0);
     ls_set(p, b, sum, lx_double(p, 0));
@@ -399,12 +414,12 @@ void bn_example_stats(lprogram *p, const ir_node *n, lstmt *parent, int i)
     ls_set(p, b, shift, lx_load(p, by, base));
     /* In cache, the sums cost what their arithmetic does: vectors four at
      * a time in float, then in double, two sets interleaved (runs have 16
-     * vectors or more: bnstats.c's MIN_RUN).  Vectors of STATS_LANES on every target: the
-     * float sums then add the same elements in the same order everywhere,
-     * as the double ones all but do (with the target's lanes, AArch64's
-     * means differed from x86-64's in the 8th digit, and a relu after the
-     * batch norm turned the difference into 3e-4 in the weights after 4
-     * steps of resnet8_mnist: test_cross) */
+     * vectors or more: bnstats.c's MIN_RUN).  Vectors of STATS_LANES on
+     * every target: the float sums then add the same elements in the same
+     * order everywhere, as the double ones all but do (with the target's
+     * lanes, AArch64's means differed from x86-64's in the 8th digit, and
+     * a relu after the batch norm turned the difference into 3e-4 in the
+     * weights after 4 steps of resnet8_mnist: test_cross) */
     bn_terms terms = {by, -1, V(p, shift)};
     run_parts rp = {bn_shifted_term, &terms, 2, STATS_LANES, 2, 4, hw, {{0}}};
     int sums[2] = {sum, sq};
@@ -414,7 +429,7 @@ void bn_example_stats(lprogram *p, const ir_node *n, lstmt *parent, int i)
     ls_set(p, b, mean, lx_add(p, dbl(p, V(p, shift)), lx_div(p, V(p, sum), lx_double(p, (double)hw))));
     ls_set(p, b, sq, lx_sub(p, V(p, sq), lx_div(p, lx_mul(p, V(p, sum), V(p, sum)),
                                                 lx_double(p, (double)hw))));
-    lexpr *at = lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, STATS_FLOATS));
+    lexpr *at = stats_at(p, d, i, c);
     store_split(p, b, bs, at, mean);
     store_split(p, b, bs, lx_add(p, at, I(p, 2)), sq);
 }
@@ -467,12 +482,12 @@ void lower_batchnorm(lprogram *p, const ir_node *n)
     if (n->attr.stats) { /* the producer's sums per example: mean_i, M2_i */
         int bs = lp_buf(p, n->in[ir_nin_core(n)]), i;
         lstmt *e = ls_for(p, b, "i", lx_n(p), &i)->body;
-        at = lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, STATS_FLOATS));
+        at = stats_at(p, d, i, c);
         ls_set(p, e, sum, lx_add(p, V(p, sum), load_split(p, bs, at)));
         ls_set(p, b, mean, lx_div(p, V(p, sum), dbl(p, lx_n(p))));
         ls_set(p, b, sum, lx_double(p, 0));
         e = ls_for(p, b, "i", lx_n(p), &i)->body;
-        at = lx_mul(p, lx_madd(p, V(p, i), d.c, V(p, c)), I(p, STATS_FLOATS));
+        at = stats_at(p, d, i, c);
         ls_set(p, e, dev, lx_sub(p, load_split(p, bs, at), V(p, mean)));
         ls_set(p, e, sum, lx_add(p, lx_add(p, V(p, sum), load_split(p, bs, lx_add(p, at, I(p, 2)))),
                                  lx_mul(p, lx_double(p, (double)(d.h * d.w)),

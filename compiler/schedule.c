@@ -343,13 +343,22 @@ static void conv_row(lprogram *p, lstmt *body, void *ctx, int oh_var, lexpr *k0,
 
 static void lower_tconv_spatial(lprogram *p, const ir_node *n);
 
-/* Example i of x padded first where x is a pad this kernel does
- * (pad_inlined). */
-static void pad_first(lprogram *p, const ir_node *n, lstmt *parent, int i)
+/* The loops of every form of tiled convolution n in kernel k: examples
+ * in parallel (*n_var), and in each, groups (*g_var), whose body is
+ * returned for the tiles.  Around the groups: example i of x padded first
+ * where x is a pad this kernel does (pad_inlined), and the batch-norm
+ * sums of the example's output after them where bnstats.c asked for
+ * them. */
+static lstmt *example_loops(lprogram *p, const ir_node *n, lkernel *k, int *n_var, int *g_var)
 {
+    lstmt *ex = loop_n_par(p, k->body, n_var);
     int pad = p->g->values[n->in[0]].producer;
     if (pad >= 0 && pad_inlined(p->g, &p->g->nodes[pad]) == (int)(n - p->g->nodes))
-        pad_example(p, &p->g->nodes[pad], parent, i);
+        pad_example(p, &p->g->nodes[pad], ex, *n_var);
+    lstmt *groups = loop(p, ex, "g", n->attr.groups, g_var);
+    if (n->attr.stats) /* appended after the group loop, which the caller fills */
+        bn_example_stats(p, n, ex, *n_var);
+    return groups;
 }
 
 static void lower_tconv(lprogram *p, const ir_node *n)
@@ -368,12 +377,8 @@ static void lower_tconv(lprogram *p, const ir_node *n)
     c.kg = c.kt / a->groups;
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
-    lstmt *ex = loop_n_par(p, k->body, &c.n_var);
-    pad_first(p, n, ex, c.n_var);
-    lstmt *b = loop(p, ex, "g", a->groups, &c.g_var);
+    lstmt *b = example_loops(p, n, k, &c.n_var, &c.g_var);
     channel_blocks(p, b, c.kg, a->lanes, lx_mul(p, V(p, c.g_var), I(p, c.kg)), c.oh, conv_row, &c);
-    if (a->stats)
-        bn_example_stats(p, n, ex, c.n_var);
 }
 
 /* ---- convolution, vectorized over output columns ------------------------------------ */
@@ -641,11 +646,7 @@ static void lower_tconv_spatial(lprogram *p, const ir_node *n)
     c.kg = c.kt / a->groups;
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
-    lstmt *ex = loop_n_par(p, k->body, &c.n_var);
-    pad_first(p, n, ex, c.n_var);
-    lstmt *b = loop(p, ex, "g", a->groups, &c.g_var);
-    if (a->stats) /* after the group loop, which the code below fills */
-        bn_example_stats(p, n, ex, c.n_var);
+    lstmt *b = example_loops(p, n, k, &c.n_var, &c.g_var);
     if (!a->phases) {
         sconv_all(p, b, &c);
         return;
