@@ -75,12 +75,12 @@ int graph_bn_stats(ir_graph *g, FILE *report)
         g->values[v].layer = b->layer;
         conv->attr.stats = 1;
         ir_node_output(g, (int)(conv - g->nodes), v);
-        /* the sums go after the core inputs, before an epilogue's operand */
+        /* the sums go after the core inputs, before the epilogue's operands */
         b = &g->nodes[i];
         ir_node_input(g, i, v);
-        if (b->attr.post & (POST_ADD | POST_MASK)) {
-            b->in[b->nin - 1] = b->in[b->nin - 2];
-            b->in[b->nin - 2] = v;
+        for (int k = b->nin - 1; k > b->nin - 1 - ir_post_operands(b); k--) {
+            b->in[k] = b->in[k - 1];
+            b->in[k - 1] = v;
         }
         b->attr.stats = 1;
         count++;

@@ -8,21 +8,28 @@
  * can apply the op to each element just before storing it — an epilogue —
  * and the value never exists.  Three epilogues cover what CNNs chain:
  *
- *   POST_ADD   y = y + r         residual add (forward); r is the last input
+ *   POST_ADD   y = y + a         a residual add (forward), or the sum of a
+ *                                value's gradients (backward: a residual
+ *                                connection's two paths meet)
  *   POST_RELU  y = max(y, 0)     the activation after conv/dense/batch norm
- *   POST_MASK  y = m > 0 ? y : 0 relu's backward, m = the relu's output;
- *                                m is the last input
+ *   POST_MASK  y = m > 0 ? y : 0 relu's backward, m = the relu's output
  *
- * applied in that order.  The rules, checked per candidate:
+ * applied in that order; a and m are the node's last inputs (graph.h).
+ * ResNet's backward chains all but the relu: the backward-data convolution
+ * of a block's first layer, plus the gradient that came down the shortcut,
+ * masked by the relu before the block -- one kernel instead of the
+ * convolution and a pass of add and mask over four tensors (though the
+ * convolution, reading two more tensors, grows by most of what the pass
+ * took).  The rules, checked per candidate:
  *
  *   - the op's input has no other reader (no other node, not the logits,
  *     loss or input gradient the entry points return, not a view);
  *   - the producer's kernel can apply the epilogue (op_table's `post`
  *     mask, narrowed for shapes whose kernel accumulates into its output:
  *     max pooling backward with overlapping windows or padding);
- *   - the extra operand of ADD or MASK is computed before the producer
- *     runs, and the producer has no extra operand yet (one per node);
- *   - ADD is fused before RELU (add-then-relu is the only order).
+ *   - the operand of ADD or MASK is computed before the producer runs;
+ *   - each epilogue at most once per node, and ADD before RELU and MASK
+ *     (add-then-relu is the only order).
  *
  * The fused op's node disappears; the producer writes the op's output
  * value.  Nothing about what is computed changes, only where: results are
@@ -55,11 +62,19 @@ static int accepts(const ir_graph *g, const ir_node *n, int post)
 {
     if (!(op_table[n->op].post & post))
         return 0;
-    if ((post & (POST_ADD | POST_MASK)) && (n->attr.post & (POST_ADD | POST_MASK)))
-        return 0; /* one extra operand per node */
+    if (n->attr.post & post)
+        return 0; /* one of each */
     if (post == POST_ADD && (n->attr.post & (POST_RELU | POST_MASK)))
         return 0; /* the add comes first */
     if (n->op == OP_MAXPOOL_BWD && !maxpool_windows_disjoint(g, n))
+        return 0;
+    /* a strided backward-data, phase by phase, stores every sw-th column,
+     * and an added operand would be gathered the same way: ResNet-8's
+     * c3a.grad_input (phases vectorized over channels) took 580 us more
+     * with its gradient sum than without, the sum's own pass 384; c2a's
+     * (over columns) 2040 -> 2127 with it.  Contiguous stores took it:
+     * c1a's 2339 -> 2229 (kernels.py, 5 rounds). */
+    if (post == POST_ADD && n->op == OP_TCONV && n->attr.phases)
         return 0;
     return 1;
 }
@@ -145,7 +160,7 @@ int graph_fuse(ir_graph *g, FILE *report)
     /* residual adds first (they must precede the relu that usually follows) */
     for (int i = 0; i < n0; i++) {
         ir_node *n = &g->nodes[i];
-        if (n->op != OP_ADD || i >= g->nforward || n->attr.post)
+        if (n->op != OP_ADD || n->attr.post)
             continue;
         int a = n->in[0], b = n->in[1];
         /* into the later producer; the earlier value is the operand */

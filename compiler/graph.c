@@ -432,9 +432,11 @@ static void print_value_ref(FILE *out, const ir_graph *g, int v)
  * around them, each as "[what in border top left bottom right]" after sep. */
 static void print_borders(FILE *out, const ir_node *n, const char *sep)
 {
-    const int *border[4] = {n->attr.out_pad, n->attr.in_pad, n->attr.x_pad, n->attr.post_pad};
-    static const char *const what[4] = {"output", "input 0", "input 1", "fused operand"};
-    for (int k = 0; k < 4; k++) {
+    const int *border[5] = {n->attr.out_pad, n->attr.in_pad, n->attr.x_pad, n->attr.add_pad,
+                            n->attr.mask_pad};
+    static const char *const what[5] = {"output", "input 0", "input 1", "add operand",
+                                         "mask operand"};
+    for (int k = 0; k < 5; k++) {
         const int *b = border[k];
         if (b[0] | b[1] | b[2] | b[3])
             fprintf(out, "%s[%s in border %d %d %d %d]", sep, what[k], b[0], b[1], b[2], b[3]);
@@ -445,7 +447,7 @@ static void print_post(FILE *out, const ir_graph *g, const ir_node *n)
 {
     if (n->attr.post & POST_ADD) {
         fputs(" +add(", out);
-        print_value_ref(out, g, n->in[n->nin - 1]);
+        print_value_ref(out, g, ir_add_operand(n));
         fputc(')', out);
     }
     if (n->op == OP_BATCHNORM && n->attr.stats) {
@@ -457,7 +459,7 @@ static void print_post(FILE *out, const ir_graph *g, const ir_node *n)
         fputs(" +relu", out);
     if (n->attr.post & POST_MASK) {
         fputs(" +relu_mask(", out);
-        print_value_ref(out, g, n->in[n->nin - 1]);
+        print_value_ref(out, g, ir_mask_operand(n));
         fputc(')', out);
     }
     if (n->fused)

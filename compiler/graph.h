@@ -73,19 +73,20 @@ typedef struct ir_attrs {
     int in_pad[4];   /* TRANSPOSE_NHWC, TCONV (channel form), TCONV_BWD_FILTER
                       * (spatial): input 0 read inside one */
     int x_pad[4];    /* TCONV_BWD_FILTER (channel form): input 1, x */
-    int post_pad[4]; /* the operand of a fused add or relu mask */
+    int add_pad[4];  /* the operand of a fused add */
+    int mask_pad[4]; /* the operand of a fused relu mask */
     int stats;       /* bnstats.c: TCONV writes the batch-norm sums of each
                       * example of its output to output 1; BATCHNORM reads
                       * them (its input after the core ones) */
 } ir_attrs;
 
 /* Epilogues (fuse.c), applied in this order to each output element y of
- * the node's first output; ADD and MASK read the node's last input r at the
- * same element. */
+ * the node's first output; ADD and MASK each read an operand of their own
+ * at the same element, the node's last inputs: ADD's, then MASK's. */
 enum {
-    POST_ADD = 1,  /* y = y + r */
+    POST_ADD = 1,  /* y = y + a */
     POST_RELU = 2, /* y = y < 0 ? 0 : y */
-    POST_MASK = 4, /* y = 0 < r ? y : 0 */
+    POST_MASK = 4, /* y = 0 < m ? y : 0 */
 };
 
 /* Floats of a TCONV's batch-norm sums per example and channel (bnstats.c):
@@ -199,12 +200,29 @@ typedef struct ir_node {
     const char *fused; /* names of the nodes fused into it ("relu1"), or NULL */
 } ir_node;
 
+/* How many operands n's epilogue reads (0, 1 or 2): its last inputs. */
+static inline int ir_post_operands(const ir_node *n)
+{
+    return ((n->attr.post & POST_ADD) != 0) + ((n->attr.post & POST_MASK) != 0);
+}
+
+/* The operand of n's fused add (POST_ADD set). */
+static inline int ir_add_operand(const ir_node *n)
+{
+    return n->in[n->nin - ir_post_operands(n)];
+}
+
+/* The operand of n's fused relu mask (POST_MASK set). */
+static inline int ir_mask_operand(const ir_node *n)
+{
+    return n->in[n->nin - 1];
+}
+
 /* Inputs of n that its op reads, without the sums bnstats.c gave a batch
- * norm and an epilogue's extra operand (in that order after them). */
+ * norm and its epilogue's operands (in that order after them). */
 static inline int ir_nin_core(const ir_node *n)
 {
-    return n->nin - ((n->attr.post & (POST_ADD | POST_MASK)) ? 1 : 0) -
-           (n->op == OP_BATCHNORM && n->attr.stats);
+    return n->nin - ir_post_operands(n) - (n->op == OP_BATCHNORM && n->attr.stats);
 }
 
 typedef enum graph_mode { GRAPH_TRAIN, GRAPH_INFER } graph_mode;

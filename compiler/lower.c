@@ -37,16 +37,16 @@ void lower_nothing(lprogram *p, const ir_node *n)
     (void)p, (void)n;
 }
 
-lexpr *post_apply(lprogram *p, const ir_node *n, lexpr *value, lexpr *at)
+lexpr *post_apply_at(lprogram *p, const ir_node *n, lexpr *value, post_addr at)
 {
     int post = n->attr.post;
-    int r = (post & (POST_ADD | POST_MASK)) ? lp_buf(p, n->in[n->nin - 1]) : -1;
     if (post & POST_ADD)
-        value = lx_add(p, value, lx_load(p, r, at));
+        value = lx_add(p, value, lx_load(p, lp_buf(p, ir_add_operand(n)), at.add));
     if (post & POST_RELU)
         value = lx_select(p, lx_lt(p, value, lx_float(p, 0)), lx_float(p, 0), value);
     if (post & POST_MASK)
-        value = lx_select(p, lx_lt(p, lx_float(p, 0), lx_load(p, r, at)), value, lx_float(p, 0));
+        value = lx_select(p, lx_lt(p, lx_float(p, 0), lx_load(p, lp_buf(p, ir_mask_operand(n)), at.mask)),
+                          value, lx_float(p, 0));
     return value;
 }
 
@@ -289,15 +289,15 @@ static void add_element(lprogram *p, const void *ctx, lstmt *body, lexpr *w)
 {
     const add_row *r = ctx;
     lexpr *at = at4(p, r->d, V(p, r->i), V(p, r->c), V(p, r->h), w);
-    lexpr *post = post_at(p, r->n, r->d, V(p, r->i), V(p, r->c), V(p, r->h), w, at);
+    post_addr post = post_at(p, r->n, r->d, V(p, r->i), V(p, r->c), V(p, r->h), w, at);
     lexpr *sum = lx_add(p, lx_load(p, r->ba, at), lx_load(p, r->bb, at));
-    ls_store(p, body, r->by, at, post_apply(p, r->n, sum, post), 0);
+    ls_store(p, body, r->by, at, post_apply_at(p, r->n, sum, post), 0);
 }
 
 void lower_add(lprogram *p, const ir_node *n)
 {
     int ba = lp_buf(p, n->in[0]), bb = lp_buf(p, n->in[1]), by = lp_buf(p, n->out[0]);
-    if (bordered(n->attr.post_pad)) { /* the operand inside a border: row by row */
+    if (post_bordered(n)) { /* an operand inside a border: row by row */
         add_row r = {n, dims_of(p, n->out[0]), ba, bb, by, 0, 0, 0};
         lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
         lstmt *b = loop_n_par(p, k->body, &r.i);

@@ -41,9 +41,24 @@ static inline lexpr *I(lprogram *p, int64_t v)
     return lx_int(p, v);
 }
 
-/* value after n's fused epilogue (fuse.c), for element `at` of its first
- * output; value itself when nothing was fused. */
-lexpr *post_apply(lprogram *p, const ir_node *n, lexpr *value, lexpr *at);
+/* Where the operands of a fused epilogue (fuse.c) have the element being
+ * stored: each may lie inside a zero border of its own. */
+typedef struct post_addr {
+    lexpr *add;  /* the add's operand (POST_ADD) */
+    lexpr *mask; /* the relu mask's operand (POST_MASK) */
+} post_addr;
+
+/* value after n's fused epilogue, its operands read at `at`; value itself
+ * when nothing was fused. */
+lexpr *post_apply_at(lprogram *p, const ir_node *n, lexpr *value, post_addr at);
+
+/* post_apply_at for element `at` of n's first output where neither operand
+ * has a border (the same flat index as the output's). */
+static inline lexpr *post_apply(lprogram *p, const ir_node *n, lexpr *value, lexpr *at)
+{
+    post_addr flat = {at, at};
+    return post_apply_at(p, n, value, flat);
+}
 
 /* for w in [0, width): fn(p, ctx, body, w) -- as vectors of the target's
  * lanes (LOOP_VECTOR: no alias checks, no scalar remainder loop) and a
@@ -80,12 +95,21 @@ static inline lexpr *at4_in(lprogram *p, dims d, const int pad[4], lexpr *i, lex
     return at4(p, b, i, c, lx_add(p, h, I(p, pad[0])), lx_add(p, w, I(p, pad[1])));
 }
 
-/* Where node n's fused add/mask operand has output element (i, c, h, w)
- * of the d-shaped output, whose flat index is at. */
-static inline lexpr *post_at(lprogram *p, const ir_node *n, dims d, lexpr *i, lexpr *c, lexpr *h,
-                             lexpr *w, lexpr *at)
+/* Whether an operand of n's fused epilogue lies inside a border. */
+static inline int post_bordered(const ir_node *n)
 {
-    return bordered(n->attr.post_pad) ? at4_in(p, d, n->attr.post_pad, i, c, h, w) : at;
+    return bordered(n->attr.add_pad) || bordered(n->attr.mask_pad);
+}
+
+/* Where node n's fused add and mask operands have output element
+ * (i, c, h, w) of the d-shaped output, whose flat index is at. */
+static inline post_addr post_at(lprogram *p, const ir_node *n, dims d, lexpr *i, lexpr *c,
+                                lexpr *h, lexpr *w, lexpr *at)
+{
+    const int *ap = n->attr.add_pad, *mp = n->attr.mask_pad;
+    post_addr r = {bordered(ap) ? at4_in(p, d, ap, i, c, h, w) : at,
+                   bordered(mp) ? at4_in(p, d, mp, i, c, h, w) : at};
+    return r;
 }
 
 /* `for name in [0, extent)` nested in parent; returns the loop body. */

@@ -73,9 +73,9 @@ static lstmt *channel_loop(lprogram *p, lstmt *parent, dims d, int c, lexpr **at
 }
 
 /* The value of element at (flat index in the inputs) of a batch norm's
- * output, to be stored at out; post: where its fused operand has it. */
+ * output, to be stored at out; post: where its fused operands have it. */
 typedef void (*elem_fn)(lprogram *p, const void *ctx, lstmt *body, lexpr *at, lexpr *out,
-                        lexpr *post);
+                        post_addr post);
 
 typedef struct flat_element {
     elem_fn fn;
@@ -85,7 +85,8 @@ typedef struct flat_element {
 static void flat_element_at(lprogram *p, const void *ctx, lstmt *body, lexpr *at)
 {
     const flat_element *f = ctx;
-    f->fn(p, f->ctx, body, at, at, at);
+    post_addr flat = {at, at};
+    f->fn(p, f->ctx, body, at, at, flat);
 }
 
 /* fn for each element of channel c of an output without borders (the
@@ -104,7 +105,8 @@ static void channel_elements(lprogram *p, lstmt *parent, dims d, int c, elem_fn 
     }
     b = ls_for(p, b, "e", I(p, hw), &e)->body;
     lexpr *at = run_at(p, d, V(p, i), V(p, c), V(p, e));
-    fn(p, ctx, b, at, at, at);
+    post_addr flat = {at, at};
+    fn(p, ctx, b, at, at, flat);
 }
 
 typedef struct border_row {
@@ -137,7 +139,7 @@ static void inner_element(lprogram *p, const void *ctx, lstmt *body, lexpr *w)
 /* For each element of example i, channel c (loop variables) of a batch
  * norm's output (or input gradient) written inside a zero border
  * out_pad[4] (top, left, bottom, right; pack.c's graph_absorb_pads), or
- * whose fused operand lies inside one (post_pad): fn with its indices, row
+ * whose fused operand lies inside one (add_pad): fn with its indices, row
  * by row in vectors; the output's border there is zeroed here.  With
  * prefetch, each row first fetches the next example's row. */
 static void bordered_run(lprogram *p, lstmt *parent, const ir_node *n, dims d, int i, int c,
@@ -198,14 +200,15 @@ static void example_major(lprogram *p, lkernel *k, const ir_node *n, dims d, int
     int i, c;
     lstmt *b = loop(p, loop_n_par(p, k->body, &i), "c", d.c, &c);
     set(p, ctx, b, c);
-    if (bordered(n->attr.out_pad) || bordered(n->attr.post_pad)) {
+    if (bordered(n->attr.out_pad) || post_bordered(n)) {
         bordered_run(p, b, n, d, i, c, by, 0, fn, ctx);
         return;
     }
     int e;
     b = ls_for(p, b, "e", I(p, d.h * d.w), &e)->body;
     lexpr *at = run_at(p, d, V(p, i), V(p, c), V(p, e));
-    fn(p, ctx, b, at, at, at);
+    post_addr flat = {at, at};
+    fn(p, ctx, b, at, at, flat);
 }
 
 static lexpr *dbl(lprogram *p, lexpr *x)
@@ -452,13 +455,13 @@ static void bn_out_set(lprogram *p, void *ctx, lstmt *body, int c)
 
 /* y = (x - mean) * alpha + beta, and the fused epilogue */
 static void bn_output(lprogram *p, const void *ctx, lstmt *body, lexpr *at, lexpr *out,
-                      lexpr *post)
+                      post_addr post)
 {
     const bn_out *o = ctx;
     lexpr *centered = lx_sub(p, lx_load(p, o->bx, at), V(p, o->mean));
     ls_store(p, body, o->by, out,
-             post_apply(p, o->n, lx_add(p, lx_mul(p, centered, V(p, o->alpha)), V(p, o->beta)),
-                        post), 0);
+             post_apply_at(p, o->n, lx_add(p, lx_mul(p, centered, V(p, o->alpha)), V(p, o->beta)),
+                           post), 0);
 }
 
 /* Training mode: batch statistics, running statistics, output. */
@@ -536,7 +539,7 @@ void lower_batchnorm(lprogram *p, const ir_node *n)
         return;
     }
     bn_out_set(p, &o, b, c);
-    if (bordered(n->attr.out_pad) || bordered(n->attr.post_pad)) {
+    if (bordered(n->attr.out_pad) || post_bordered(n)) {
         bordered_loop(p, b, n, d, c, by, bn_output, &o);
         return;
     }
@@ -568,7 +571,7 @@ static void bn_grad_set(lprogram *p, void *ctx, lstmt *body, int c)
 }
 
 static void bn_grad_output(lprogram *p, const void *ctx, lstmt *body, lexpr *at, lexpr *out,
-                           lexpr *post)
+                           post_addr post)
 {
     const bn_grad_out *o = ctx;
     (void)post;

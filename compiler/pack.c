@@ -376,7 +376,7 @@ static void rewrite_dense(rewriter *w, int i)
  * (in_pad), the spatial weight gradient's dy (in_pad), the channel-form
  * weight gradient's x (x_pad), a channel-form convolution's x (in_pad:
  * ResNet-8's 1x1 strided shortcuts), and the operand of a fused add or
- * relu mask of a convolution, batch norm or add (post_pad). */
+ * relu mask of a convolution, batch norm or add (add_pad, mask_pad). */
 static int *border_slot(ir_node *j, int v)
 {
     int uses = 0;
@@ -394,9 +394,12 @@ static int *border_slot(ir_node *j, int v)
     default:
         break;
     }
-    if ((j->attr.post & (POST_ADD | POST_MASK)) && j->in[j->nin - 1] == v &&
-        (j->op == OP_TCONV || j->op == OP_BATCHNORM || j->op == OP_ADD))
-        return j->attr.post_pad;
+    if (j->op == OP_TCONV || j->op == OP_BATCHNORM || j->op == OP_ADD) {
+        if ((j->attr.post & POST_ADD) && ir_add_operand(j) == v)
+            return j->attr.add_pad;
+        if ((j->attr.post & POST_MASK) && ir_mask_operand(j) == v)
+            return j->attr.mask_pad;
+    }
     if (j->op == OP_TCONV && !j->attr.spatial && !j->attr.phases && j->in[0] == v)
         return j->attr.in_pad;
     return NULL;

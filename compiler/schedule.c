@@ -268,8 +268,8 @@ static void conv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int j
     lexpr *k = lx_add(p, lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)), v);
     dims d = {c->kt, c->oh, c->ow};
     lexpr *at = at4(p, d, V(p, c->n_var), k, V(p, c->oh_var), lx_add(p, c->ow0, m));
-    lexpr *post = post_at(p, c->n, d, V(p, c->n_var), k, V(p, c->oh_var), lx_add(p, c->ow0, m), at);
-    ls_store(p, body, c->by, at, post_apply(p, c->n, acc, post), 0);
+    post_addr post = post_at(p, c->n, d, V(p, c->n_var), k, V(p, c->oh_var), lx_add(p, c->ow0, m), at);
+    ls_store(p, body, c->by, at, post_apply_at(p, c->n, acc, post), 0);
 }
 
 /* The register tiles of one output row `width` columns wide, t->cols
@@ -448,8 +448,8 @@ static void sconv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int 
     lexpr *row = lx_madd(p, lx_add(p, c->oh0, I(p, j)), c->sh, I(p, c->h0));
     lexpr *col = lx_madd(p, lx_add(p, c->ow0, v), c->sw, I(p, c->w0));
     lexpr *at = at4(p, d, V(p, c->n_var), k, row, col);
-    lexpr *post = post_at(p, c->n, d, V(p, c->n_var), k, row, col, at);
-    ls_store(p, body, c->by, at, post_apply(p, c->n, acc, post), 0);
+    post_addr post = post_at(p, c->n, d, V(p, c->n_var), k, row, col, at);
+    ls_store(p, body, c->by, at, post_apply_at(p, c->n, acc, post), 0);
 }
 
 /* Channels per spatial tile.  Per reduction step a tile of rows x cols
@@ -564,8 +564,8 @@ static void sconv_zero_phase(lprogram *p, lstmt *parent, const sconv_ctx *c)
         lexpr *row = lx_madd(p, V(p, j), c->sh, I(p, c->h0));
         lexpr *col = lx_madd(p, lx_add(p, first, V(p, v)), c->sw, I(p, c->w0));
         lexpr *at = at4(p, d, V(p, c->n_var), k, row, col);
-        lexpr *post = post_at(p, c->n, d, V(p, c->n_var), k, row, col, at);
-        ls_store(p, vl->body, c->by, at, post_apply(p, c->n, lx_float(p, 0), post), 0);
+        post_addr post = post_at(p, c->n, d, V(p, c->n_var), k, row, col, at);
+        ls_store(p, vl->body, c->by, at, post_apply_at(p, c->n, lx_float(p, 0), post), 0);
     }
 }
 
@@ -617,8 +617,8 @@ static void cphase_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int
     lexpr *row = lx_madd(p, c->oh0, c->sh, I(p, c->h0));
     lexpr *col = lx_madd(p, lx_add(p, c->ow0, m), c->sw, I(p, c->w0));
     lexpr *at = at4(p, d, V(p, c->n_var), k, row, col);
-    lexpr *post = post_at(p, c->n, d, V(p, c->n_var), k, row, col, at);
-    ls_store(p, body, c->by, at, post_apply(p, c->n, acc, post), 0);
+    post_addr post = post_at(p, c->n, d, V(p, c->n_var), k, row, col, at);
+    ls_store(p, body, c->by, at, post_apply_at(p, c->n, acc, post), 0);
 }
 
 static void cphase_row(lprogram *p, lstmt *body, void *ctx, int oh_var, lexpr *k0, int cols,

@@ -866,43 +866,52 @@ static const ref_fn ref_ops[OP_COUNT] = {
 
 uint64_t ref_seed, ref_step;
 
-/* One element of a fused epilogue: y and the operand's element a (0 when
- * there is no operand). */
-static void post_element(int p, float *y, float a)
+/* One element of a fused epilogue: y and the operands' elements a and m
+ * (0 when there is no such operand). */
+static void post_element(int p, float *y, float a, float m)
 {
     if (p & POST_ADD)
         *y = *y + a;
     if ((p & POST_RELU) && *y < 0)
         *y = 0;
-    if ((p & POST_MASK) && !(a > 0))
+    if ((p & POST_MASK) && !(m > 0))
         *y = 0;
 }
 
+/* Index of element (i, c, h, w) of a d-shaped tensor inside border pad. */
+static int64_t at_in(d4 d, const int pad[4], int i, int64_t c, int64_t h, int64_t w)
+{
+    d4 b = {d.c, d.h + pad[0] + pad[2], d.w + pad[1] + pad[3]};
+    return AT(b, i, c, h + pad[0], w + pad[1]);
+}
+
 /* A fused epilogue (fuse.c) on the node's first output, after the op;
- * the output and the operand may each lie inside a zero border (pack.c's
- * graph_absorb_pads: out_pad, post_pad). */
+ * the output and each operand may lie inside a zero border of its own
+ * (pack.c's graph_absorb_pads: out_pad, add_pad, mask_pad). */
 static void post(ref *r, const ir_node *n)
 {
     int p = n->attr.post;
     if (!p)
         return;
     float *y = OUT(r, n);
-    const float *arg = (p & (POST_ADD | POST_MASK)) ? V(r, n, n->nin - 1) : NULL;
-    const int *op = n->attr.out_pad, *ap = n->attr.post_pad;
+    const float *add = (p & POST_ADD) ? r->val[ir_add_operand(n)] : NULL;
+    const float *mask = (p & POST_MASK) ? r->val[ir_mask_operand(n)] : NULL;
+    const int *op = n->attr.out_pad, *ap = n->attr.add_pad, *mp = n->attr.mask_pad;
     static const int none[4];
-    if (!memcmp(op, none, sizeof none) && !memcmp(ap, none, sizeof none)) {
+    if (!memcmp(op, none, sizeof none) && !memcmp(ap, none, sizeof none) &&
+        !memcmp(mp, none, sizeof none)) {
         for (int64_t e = 0; e < count_of(r, n->out[0]); e++)
-            post_element(p, &y[e], arg ? arg[e] : 0);
+            post_element(p, &y[e], add ? add[e] : 0, mask ? mask[e] : 0);
         return;
     }
     d4 yb = dims(r, n->out[0]), d = {yb.c, yb.h - op[0] - op[2], yb.w - op[1] - op[3]};
-    d4 ab = {d.c, d.h + ap[0] + ap[2], d.w + ap[1] + ap[3]};
     for (int i = 0; i < r->n; i++)
         for (int64_t c = 0; c < d.c; c++)
             for (int64_t h = 0; h < d.h; h++)
                 for (int64_t w = 0; w < d.w; w++)
-                    post_element(p, &y[AT(yb, i, c, h + op[0], w + op[1])],
-                                 arg ? arg[AT(ab, i, c, h + ap[0], w + ap[1])] : 0);
+                    post_element(p, &y[at_in(d, op, i, c, h, w)],
+                                 add ? add[at_in(d, ap, i, c, h, w)] : 0,
+                                 mask ? mask[at_in(d, mp, i, c, h, w)] : 0);
 }
 
 int ref_has_op(op_kind op)

@@ -316,8 +316,10 @@ static void front_end(cnnc_unit *u, int level, const char *name, const char *tex
 
 /* What fuse.c does to the network built to exercise it: every relu and
  * residual add becomes an epilogue, every relu backward but the one after
- * average pooling's (which accumulates into its output); -O0 fuses
- * nothing.  (test_case_O2 checks the fused code computes the same.) */
+ * average pooling's (which accumulates into its output), and the gradient
+ * sums whose later term a convolution's backward-data writes (the one a
+ * batch norm's backward writes stays an add); -O0 fuses nothing.
+ * (test_case_O2 checks the fused code computes the same.) */
 static int count_ops(const ir_graph *g, op_kind op, int *with_post)
 {
     int count = 0;
@@ -352,10 +354,18 @@ START_TEST(test_fusion_graph)
             ck_assert_int_eq(infer_relu, 0);
             ck_assert_int_eq(posts, 15); /* 8 relu + 3 add into 8 nodes, 7 masks */
             ck_assert_int_eq(infer_posts, 8);
-            int adds = 0;
-            for (int i = 0; i < u.train->nforward; i++)
-                adds += u.train->nodes[i].op == OP_ADD;
-            ck_assert_int_eq(adds, 0);
+            int adds = 0, both = 0;
+            for (int i = 0; i < u.train->nnodes; i++) {
+                const ir_node *n = &u.train->nodes[i];
+                adds += n->op == OP_ADD;
+                if ((n->attr.post & (POST_ADD | POST_MASK)) == (POST_ADD | POST_MASK)) {
+                    both++;
+                    ck_assert_int_eq(n->op, OP_TCONV);
+                    ck_assert_int_ne(ir_add_operand(n), ir_mask_operand(n));
+                }
+            }
+            ck_assert_int_eq(adds, 1); /* d.tr.sum: batch norm's backward wrote d.tr */
+            ck_assert_int_eq(both, 2); /* d.mr.sum and d.ar.sum, each with its mask */
         }
         cnnc_unit_free(&u);
     }

@@ -491,7 +491,16 @@ START_TEST(test_ir_borders)
     char *text = slurp(ir);
     ck_assert_ptr_nonnull(strstr(text, "= batchnorm(%stem, "));
     ck_assert_ptr_nonnull(strstr(text, "[output in border 1 1 1 1]"));
-    ck_assert_ptr_nonnull(strstr(text, "[fused operand in border 1 1 1 1]"));
+    ck_assert_ptr_nonnull(strstr(text, "[add operand in border 1 1 1 1]"));
+    ck_assert_ptr_nonnull(strstr(text, "[mask operand in border 1 1 1 1]"));
+    /* r0's gradient sum in the backward-data convolution that writes its
+     * later term, with the relu mask; r1's and r2's stay adds (those
+     * convolutions are strided: phase by phase, fuse.c) */
+    ck_assert_ptr_nonnull(
+        strstr(text, "= conv2d_tiled(%c1a.grad_input.pad, %c1a.grad_input.wflip) +add(%d.s1) "
+                     "+relu_mask(%c1a.pad)"));
+    ck_assert_ptr_nonnull(strstr(text, " = add(%d.r1, %d.r1) +relu_mask(%c2a.pad)"));
+    ck_assert_ptr_nonnull(strstr(text, " = add(%d.r2, %d.r2) +relu_mask(%c3a.pad)"));
     char *infer = strstr(text, "graph resnet8 (infer");
     ck_assert_ptr_nonnull(infer);
     *infer = '\0'; /* the train step: no pad of r0 left */
