@@ -80,6 +80,9 @@ void pad_example(lprogram *p, const ir_node *n, lstmt *parent, int i);
  * after its tiles. */
 void bn_example_stats(lprogram *p, const ir_node *n, lstmt *parent, int i);
 
+/* Floats per cache line (64 bytes on every target cnnc knows). */
+#define CACHE_LINE_FLOATS 16
+
 /* Whether a border (pack.c's graph_absorb_pads: top, left, bottom, right) is set. */
 static inline int bordered(const int pad[4])
 {

@@ -34,7 +34,6 @@
  * stores alike.  Measured on ResNet-8's batch norms (6 rounds, kcycles per
  * call): the 16-channel layers' 1457 -> 1338 forward, 2118 -> 1932
  * backward; the whole train step -1.7%. */
-#define CACHE_LINE_FLOATS 16
 
 /* Prefetches into parent for a run of `length` elements from index
  * `first`: for each cache line of it, what fn's element there reads and
