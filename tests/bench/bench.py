@@ -1,10 +1,13 @@
 """bench.py — `make bench`: cnnc beside PyTorch on this machine, in one run,
 measured against the targets of issue 5.  Writes BENCHMARKS.md.
 
-What it measures, each figure the median of --reps repetitions (7; each
-repetition about --seconds long) and cnnc and PyTorch one right after the
-other, on the same number of threads (default: the cores this process may
-run on):
+What it measures, in --rounds rounds (3) of --reps repetitions each (3;
+each repetition about --seconds long), cnnc and PyTorch taking turns round
+by round, on the same number of threads (default: the cores this process
+may run on).  A figure is the median of its rounds' medians, a ratio the
+median of the rounds' ratios: a burst of load from another tenant of
+these shared machines falls on one round of both sides rather than on all
+of one side's repetitions.  It measures:
 
   - the machine's FMA peak, on 1 thread and on all of them (bench peak);
   - LeNet-5 (batch 64, 1x28x28) and ResNet-8 (batch 128, 3x32x32) training
@@ -26,7 +29,7 @@ processes only.  cnnc runs in the environment as found.  Without an
 importable torch the cnnc figures are still measured and the report says so.
 
 usage: /usr/bin/python3 tests/bench/bench.py BUILD_DIR [--quick] [--threads N]
-           [--reps R] [--seconds S] [--out FILE]
+           [--rounds K] [--reps R] [--seconds S] [--out FILE]
 --quick is a smoke run (short repetitions, one compile per network) that
 writes BUILD_DIR/bench-out/BENCHMARKS.md unless --out says otherwise.  Every
 run also writes its raw figures to BUILD_DIR/bench-out/results.json;
@@ -157,6 +160,48 @@ def measure_peak(b):
     return res
 
 
+def merge(results):
+    """One result from rounds' results: each numeric field's median (None
+    when a round failed)."""
+    if not results or any(r is None for r in results):
+        return None
+    out = dict(results[0])
+    for k, v in out.items():
+        if isinstance(v, float):
+            out[k] = statistics.median(r[k] for r in results)
+    return out
+
+
+def paired(cnnc, torch, field, invert=False):
+    """The median over rounds of cnnc's field over PyTorch's (PyTorch's over
+    cnnc's with invert), or None."""
+    if not cnnc or not torch or any(r is None for r in cnnc + torch):
+        return None
+    ratios = [(t[field] / c[field]) if invert else (c[field] / t[field])
+              for c, t in zip(cnnc, torch) if c[field] > 0 and t[field] > 0]
+    return statistics.median(ratios) if len(ratios) == len(cnnc) else None
+
+
+def alternate_once(b, k, first, second):
+    """Round k of alternate(): (first(), second()), called in the round's order."""
+    if k % 2 == 0:
+        x = first()
+        return x, second()
+    y = second()
+    return first(), y
+
+
+def alternate(b, first, second):
+    """first() and second() called in turns for b.args.rounds rounds, the
+    one that goes first swapped every round; their results as two lists."""
+    a, c = [], []
+    for k in range(b.args.rounds):
+        x, y = alternate_once(b, k, first, second)
+        a.append(x)
+        c.append(y)
+    return a, c
+
+
 def measure_network(b, key, name, src):
     stem = os.path.join(b.outdir, key)
     r = {"compile_runs": []}
@@ -184,8 +229,12 @@ def measure_network(b, key, name, src):
         cases.append(("latency", ["forward", stem + "_b1.so"],
                       ["forward", stem + ".json", "--batch", "1"]))
     for what, cnnc_args, torch_args in cases:
-        r["cnnc_" + what] = c = b.cnnc_bench(*cnnc_args)
-        r["torch_" + what] = t = b.torch_bench(*torch_args) if ok_json else None
+        cs, ts = alternate(b, lambda: b.cnnc_bench(*cnnc_args),
+                           lambda: b.torch_bench(*torch_args) if ok_json else None)
+        r["cnnc_" + what] = c = merge(cs)
+        r["torch_" + what] = t = merge(ts)
+        field = "us_per_call" if what == "latency" else "img_s"
+        r["ratio_" + what] = paired(cs, ts, field, invert=what == "latency")
         if c:
             log("  %-8s cnnc    %10.1f img/s %10.1f us/call  peak RSS %6d KiB  arena %d B" %
                 (what, c["img_s"], c["us_per_call"], c["peak_rss_kib"], c["arena_bytes"]))
@@ -210,9 +259,26 @@ def measure_conv(b):
             log("conv: %s does not compile; skipped" % net)
             return {}
         sos.append(so)
-    r = {"cnnc": b.cnnc_bench("conv", *sos),
-         "torch": b.torch_bench("conv", "--n", str(CONV["n"]), "--c", str(CONV["c"]),
-                                "--k", str(CONV["k"]), "--hw", str(CONV["hw"]))}
+    # each round: the all-threads peak, then both sides' convolution, so
+    # that a round's percentages are of the peak the machine gave then
+    peaks, cs, ts = [], [], []
+    for k in range(b.args.rounds):
+        peaks.append(parse_result(run([b.bench, "peak", "--threads", str(b.args.threads),
+                                       "--reps", str(b.args.reps), "--seconds",
+                                       str(min(b.args.seconds, 0.5))])))
+        c, t = alternate_once(b, k, lambda: b.cnnc_bench("conv", *sos), lambda: b.torch_bench(
+            "conv", "--n", str(CONV["n"]), "--c", str(CONV["c"]), "--k", str(CONV["k"]),
+            "--hw", str(CONV["hw"])))
+        cs.append(c)
+        ts.append(t)
+    r = {"cnnc": merge(cs), "torch": merge(ts), "peaks": [get(x, "gflops") for x in peaks]}
+    for k in ("fwd", "bwd_data", "bwd_weights"):
+        for side, runs in (("cnnc", cs), ("torch", ts)):
+            pct = [100 * conv_flops() / x[k + "_us"] * 1e-3 / pk["gflops"]
+                   for x, pk in zip(runs, peaks) if x and pk and x[k + "_us"] > 0]
+            r["%s_%s_pct" % (side, k)] = statistics.median(pct) if len(pct) == len(runs) \
+                else None
+        r["ratio_" + k] = paired(cs, ts, k + "_us", invert=True)
     for side in ("cnnc", "torch"):
         if r[side]:
             log("conv %-7s forward %.1f us, backward-data %.1f us, backward-weights %.1f us" % (
@@ -313,11 +379,14 @@ def write_report(a, res):
          get(peak, "1", "isa") or "?"))
     add("- Threads: %d for both cnnc (`cnn_ctx_create(m, %d)`) and PyTorch "
         "(`torch.set_num_threads(%d)`)." % (T, T, T))
-    add("- Each figure is the median of %d repetitions of about %.2g s each (after a warm-up "
-        "repetition that also sets the number of calls per repetition); cnnc and PyTorch ran "
-        "one right after the other.  Load average %s at the start, %s at the end: these "
+    rounds = meta.get("rounds", 1)
+    add("- Each figure is the median of %d round%s of %d repetitions of about %.2g s each "
+        "(each round's median; a warm-up repetition sets the number of calls per "
+        "repetition); cnnc and PyTorch took turns round by round, and a ratio is the median "
+        "of the rounds' ratios.  Load average %s at the start, %s at the end: these "
         "machines are shared, so compare ratios from one run, not absolute figures across "
-        "runs." % (meta["reps"], meta["seconds"], meta["load_start"], meta["load_end"]))
+        "runs." % (rounds, "s" if rounds > 1 else "", meta["reps"], meta["seconds"],
+                   meta["load_start"], meta["load_end"]))
     if tv:
         add("- PyTorch %s (Debian python3-torch, /usr/bin/python3), run with OPENBLAS_CORETYPE "
             "and OPENBLAS_L2_SIZE unset, OPENBLAS_NUM_THREADS=1, "
@@ -361,7 +430,7 @@ def write_report(a, res):
             c, t = get(r, "cnnc_" + what, "img_s"), get(r, "torch_" + what, "img_s")
             batch = get(r, "cnnc_" + what, "batch")
             k = "%s_%s" % (key, what)
-            x = ratio(c, t)
+            x = r.get("ratio_" + what, ratio(c, t))
             add("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 name, shape, fmt(batch, "%d"), fmt(c), fmt(t), xfmt(x),
                 TARGETS[k][0] if k in TARGETS else "–",
@@ -376,7 +445,7 @@ def write_report(a, res):
         c, t = get(r, "cnnc_latency", "us_per_call"), get(r, "torch_latency", "us_per_call")
         k = key + "_latency"
         add("| %s | %s | %s | %s | %s | %s |" % (
-            name, fmt(c, "%.1f"), fmt(t, "%.1f"), xfmt(ratio(t, c)),
+            name, fmt(c, "%.1f"), fmt(t, "%.1f"), xfmt(r.get("ratio_latency", ratio(t, c))),
             TARGETS[k][0] if k in TARGETS else "–", row_status(k, c) if k in TARGETS else "–"))
     add("")
 
@@ -384,8 +453,15 @@ def write_report(a, res):
     peak_t = get(peak, str(T), "gflops")
     add("## The convolution N=%d, C=K=%d, %d×%d, 3×3, padding 1 (%.2f GFLOP per pass)\n" %
         (CONV["n"], CONV["c"], CONV["hw"], CONV["hw"], conv_flops() * 1e-9))
-    add("Percentages are of the %d-thread FMA peak above (%s GFLOP/s, measured just before "
-        "the convolution).\n" % (T, fmt(peak_t, "%.1f")))
+    peaks = conv.get("peaks") if conv else None
+    if peaks:
+        add("Each round measured the %d-thread FMA peak right before both sides' convolution "
+            "(%s GFLOP/s); a percentage is the median of the rounds' percentages of their "
+            "peak, the cnnc / PyTorch ratio the median of the rounds' ratios.\n" %
+            (T, ", ".join(fmt(x, "%.1f") for x in peaks)))
+    else:
+        add("Percentages are of the %d-thread FMA peak above (%s GFLOP/s, measured just "
+            "before the convolution).\n" % (T, fmt(peak_t, "%.1f")))
     add("| pass | cnnc ms | cnnc GFLOP/s | cnnc % of peak | PyTorch ms | PyTorch GFLOP/s | "
         "PyTorch % of peak | cnnc / PyTorch | target | status |")
     add("|---|---|---|---|---|---|---|---|---|---|")
@@ -396,10 +472,13 @@ def write_report(a, res):
         tg = conv_flops() / tu * 1e-3 if tu and tu > 0 else None
         cp = 100 * cg / peak_t if cg and peak_t else None
         tp = 100 * tg / peak_t if tg and peak_t else None
+        if peaks:
+            cp, tp = conv.get("cnnc_%s_pct" % k), conv.get("torch_%s_pct" % k)
         add("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, fmt(cu and cu * 1e-3, "%.2f"), fmt(cg, "%.1f"), fmt(cp, "%.1f%%"),
             fmt(tu and tu * 1e-3, "%.2f"), fmt(tg, "%.1f"), fmt(tp, "%.1f%%"),
-            xfmt(ratio(cg, tg)), TARGETS["conv_" + k][0], row_status("conv_" + k, cp)))
+            xfmt(conv.get("ratio_" + k, ratio(cg, tg))), TARGETS["conv_" + k][0],
+            row_status("conv_" + k, cp)))
     c = conv.get("cnnc") if conv else None
     if c:
         add("\ncnnc's six timings (median ms per call): " + ", ".join(
@@ -452,7 +531,8 @@ def write_report(a, res):
         add("| %s | %s |" % (name, " | ".join(cells)))
     add("")
 
-    add(METHOD % {"T": T, "reps": meta["reps"], "infer": INFER_BATCH})
+    add(METHOD % {"T": T, "reps": meta["reps"], "rounds": rounds, "s": "s" if rounds > 1 else "",
+                  "infer": INFER_BATCH})
 
     met = sum(1 for _, s in tally if s == "met")
     known = sum(1 for _, s in tally if s != "–")
@@ -473,8 +553,11 @@ METHOD = """## How it is measured
   arena allocated and touched once), initializes the parameters and fills random inputs
   and labels; `tests/bench/torch_bench.py` builds the same network in PyTorch from
   `cnnc --emit json` (tests/torch_net.py).  Both run a warm-up repetition that fixes how many
-  calls make one repetition, then %(reps)d timed repetitions; the median time per call is
-  reported.
+  calls make one repetition, then %(reps)d timed repetitions, whose median time per call is
+  the round's figure.  Each figure takes %(rounds)d round%(s)s, cnnc and PyTorch in turns (the side
+  that goes first swapped each round); the report gives the median of the rounds' figures,
+  and each ratio is the median of the rounds' ratios (the two sides of a ratio measured
+  minutes apart on a shared machine differ by the load that came in between).
 - **Training**: one call is `train_step` on the full batch followed by `cnn_optimizer_step`
   with the train block's optimizer (SGD with its momentum, Nesterov and weight decay), against
   PyTorch's `zero_grad(set_to_none=True)`, forward, `cross_entropy`, `backward()` and
@@ -507,7 +590,8 @@ METHOD = """## How it is measured
 - **The convolution, PyTorch**: `F.conv2d(x, w, None, 1, 1)` for forward and
   `torch.ops.aten.convolution_backward` with output mask (input only) and (weight only) — the
   kernels autograd calls (oneDNN) — timed separately, without autograd bookkeeping.
-- **GFLOP/s** = 2·N·K·C·R·S·P·Q / time for each pass; %% of peak is of the %(T)d-thread peak.
+- **GFLOP/s** = 2·N·K·C·R·S·P·Q / time for each pass; %% of peak is of the %(T)d-thread peak
+  measured at the start of the same round.
 - **Compile time**: wall time of `cnnc examples/X.cnn -o X.so` (parse to linked `.so`).
 - **Peak memory**: VmHWM of the measuring process (Linux's ru_maxrss would include the Python
   driver's memory, which survives fork and exec); each measurement runs in its own process.
@@ -519,7 +603,8 @@ def main():
     ap.add_argument("build", nargs="?", default="build")
     ap.add_argument("--quick", action="store_true", help="smoke run: short repetitions")
     ap.add_argument("--threads", type=int, default=0, help="default: available cores")
-    ap.add_argument("--reps", type=int, default=0, help="repetitions per figure (7)")
+    ap.add_argument("--rounds", type=int, default=0, help="rounds per figure (3)")
+    ap.add_argument("--reps", type=int, default=0, help="repetitions per round (3)")
     ap.add_argument("--seconds", type=float, default=0, help="length of a repetition (0.5)")
     ap.add_argument("--out", default=None, help="report file (BENCHMARKS.md)")
     ap.add_argument("--report", metavar="RESULTS.json", default=None,
@@ -528,7 +613,8 @@ def main():
     if a.threads <= 0:
         a.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
             else (os.cpu_count() or 1)
-    a.reps = a.reps or (5 if a.quick else 7)
+    a.rounds = a.rounds or (1 if a.quick else 3)
+    a.reps = a.reps or (5 if a.quick else 3)
     a.seconds = a.seconds or (0.05 if a.quick else 0.5)
     a.compile_reps = 1 if a.quick else 5
     if a.out is None:
@@ -543,7 +629,7 @@ def main():
     b = Bench(a)
     os.makedirs(os.path.join(ROOT, b.outdir), exist_ok=True)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": commit(), "load_start": loadavg(), "threads": a.threads, "reps": a.reps,
+            "commit": commit(), "load_start": loadavg(), "threads": a.threads, "rounds": a.rounds, "reps": a.reps,
             "seconds": a.seconds, "compile_reps": a.compile_reps, "quick": a.quick}
     t_start = time.perf_counter()
     # Ask a child for torch's version: importing torch here would grow this
@@ -557,12 +643,12 @@ def main():
     b.torch_version = meta["torch_version"] = version
     log("PyTorch %s" % b.torch_version if b.torch_version else
         "PyTorch (python3-torch) is not importable: cnnc figures only")
-    log("%d thread%s, %d repetitions of %.2g s" % (a.threads, "s" if a.threads > 1 else "",
-                                                  a.reps, a.seconds))
+    log("%d thread%s, %d rounds of %d repetitions of %.2g s" % (
+        a.threads, "s" if a.threads > 1 else "", a.rounds, a.reps, a.seconds))
     res = {"meta": meta, "nets": {}}
     for key, name, src, _ in NETWORKS:
         res["nets"][key] = measure_network(b, key, name, src)
-    # The peak right before the convolution, whose percentages it sets.
+    # The peak on 1 and on all threads (the convolution measures its own each round).
     res["peak"] = measure_peak(b)
     res["conv"] = measure_conv(b)
     meta["load_end"] = loadavg()
