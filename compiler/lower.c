@@ -44,9 +44,10 @@ lexpr *post_apply_at(lprogram *p, const ir_node *n, lexpr *value, post_addr at)
         value = lx_add(p, value, lx_load(p, lp_buf(p, ir_add_operand(n)), at.add));
     if (post & POST_RELU)
         value = lx_select(p, lx_lt(p, value, lx_float(p, 0)), lx_float(p, 0), value);
-    if (post & POST_MASK)
-        value = lx_select(p, lx_lt(p, lx_float(p, 0), lx_load(p, lp_buf(p, ir_mask_operand(n)), at.mask)),
-                          value, lx_float(p, 0));
+    if (post & POST_MASK) {
+        lexpr *m = lx_load(p, lp_buf(p, ir_mask_operand(n)), at.mask);
+        value = lx_select(p, lx_lt(p, lx_float(p, 0), m), value, lx_float(p, 0));
+    }
     return value;
 }
 

@@ -268,7 +268,8 @@ static void conv_store(const void *vc, lprogram *p, lstmt *body, lexpr *m, int j
     lexpr *k = lx_add(p, lx_add(p, c->k0, I(p, (int64_t)j * c->lanes)), v);
     dims d = {c->kt, c->oh, c->ow};
     lexpr *at = at4(p, d, V(p, c->n_var), k, V(p, c->oh_var), lx_add(p, c->ow0, m));
-    post_addr post = post_at(p, c->n, d, V(p, c->n_var), k, V(p, c->oh_var), lx_add(p, c->ow0, m), at);
+    post_addr post =
+        post_at(p, c->n, d, V(p, c->n_var), k, V(p, c->oh_var), lx_add(p, c->ow0, m), at);
     ls_store(p, body, c->by, at, post_apply_at(p, c->n, acc, post), 0);
 }
 
@@ -347,7 +348,8 @@ static void lower_tconv_spatial(lprogram *p, const ir_node *n);
 static void prefetch_span(lprogram *p, lstmt *parent, int buf, lexpr *first, lexpr *count)
 {
     int q;
-    lexpr *lines = lx_div(p, lx_add(p, count, I(p, CACHE_LINE_FLOATS - 1)), I(p, CACHE_LINE_FLOATS));
+    lexpr *lines =
+        lx_div(p, lx_add(p, count, I(p, CACHE_LINE_FLOATS - 1)), I(p, CACHE_LINE_FLOATS));
     lstmt *b = ls_for(p, parent, "pf", lines, &q)->body;
     ls_prefetch(p, b, buf, lx_add(p, first, lx_mul(p, V(p, q), I(p, CACHE_LINE_FLOATS))), 0);
 }

@@ -629,7 +629,8 @@ def main():
     b = Bench(a)
     os.makedirs(os.path.join(ROOT, b.outdir), exist_ok=True)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": commit(), "load_start": loadavg(), "threads": a.threads, "rounds": a.rounds, "reps": a.reps,
+            "commit": commit(), "load_start": loadavg(), "threads": a.threads,
+            "rounds": a.rounds, "reps": a.reps,
             "seconds": a.seconds, "compile_reps": a.compile_reps, "quick": a.quick}
     t_start = time.perf_counter()
     # Ask a child for torch's version: importing torch here would grow this
