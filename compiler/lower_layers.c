@@ -88,13 +88,30 @@ static void flat_element_at(lprogram *p, const void *ctx, lstmt *body, lexpr *at
     f->fn(p, f->ctx, body, at, at, flat);
 }
 
+/* fn for element `first` + e of a run, e given by vector_row. */
+typedef struct run_element {
+    elem_fn fn;
+    const void *ctx;
+    lexpr *first; /* the run's first flat index */
+} run_element;
+
+static void run_element_at(lprogram *p, const void *ctx, lstmt *body, lexpr *e)
+{
+    const run_element *r = ctx;
+    lexpr *at = lx_add(p, r->first, e);
+    post_addr flat = {at, at};
+    r->fn(p, r->ctx, body, at, at, flat);
+}
+
 /* fn for each element of channel c of an output without borders (the
- * same index in every tensor), each example's run prefetched a run ahead
- * when tiled for a target. */
+ * same index in every tensor), in vectors (as the bordered outputs'
+ * rows: left to LLVM, the loop stayed scalar for want of proof that the
+ * output does not overlap the inputs), each example's run prefetched a
+ * run ahead when tiled for a target. */
 static void channel_elements(lprogram *p, lstmt *parent, dims d, int c, elem_fn fn,
                              const void *ctx)
 {
-    int i, e;
+    int i;
     int64_t hw = d.h * d.w;
     lstmt *b = ls_for(p, parent, "i", lx_n(p), &i)->body;
     if (p->target) {
@@ -102,10 +119,8 @@ static void channel_elements(lprogram *p, lstmt *parent, dims d, int c, elem_fn 
         prefetch_run(p, b, hw, run_at(p, d, lx_add(p, V(p, i), I(p, 1)), V(p, c), NULL),
                      flat_element_at, &f);
     }
-    b = ls_for(p, b, "e", I(p, hw), &e)->body;
-    lexpr *at = run_at(p, d, V(p, i), V(p, c), V(p, e));
-    post_addr flat = {at, at};
-    fn(p, ctx, b, at, at, flat);
+    run_element r = {fn, ctx, run_at(p, d, V(p, i), V(p, c), NULL)};
+    vector_row(p, b, hw, run_element_at, &r);
 }
 
 typedef struct border_row {
@@ -203,11 +218,8 @@ static void example_major(lprogram *p, lkernel *k, const ir_node *n, dims d, int
         bordered_run(p, b, n, d, i, c, by, 0, fn, ctx);
         return;
     }
-    int e;
-    b = ls_for(p, b, "e", I(p, d.h * d.w), &e)->body;
-    lexpr *at = run_at(p, d, V(p, i), V(p, c), V(p, e));
-    post_addr flat = {at, at};
-    fn(p, ctx, b, at, at, flat);
+    run_element r = {fn, ctx, run_at(p, d, V(p, i), V(p, c), NULL)};
+    vector_row(p, b, d.h * d.w, run_element_at, &r);
 }
 
 static lexpr *dbl(lprogram *p, lexpr *x)
