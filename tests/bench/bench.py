@@ -202,21 +202,31 @@ def alternate(b, first, second):
     return a, c
 
 
-def measure_network(b, key, name, src):
-    stem = os.path.join(b.outdir, key)
-    r = {"compile_runs": []}
-    for _ in range(b.args.compile_reps):
+def compile_sample(b, nets):
+    """One timed `cnnc X.cnn -o X.so` of each network into nets[key]
+    ("compile_runs"; "compile_failed" where it does not compile).  main()
+    takes the samples at points spread over the whole run, so that their
+    median is not that of a few seconds of another tenant's load."""
+    for key, name, src, _ in NETWORKS:
+        r = nets.setdefault(key, {"compile_runs": []})
+        if r.get("compile_failed") or len(r["compile_runs"]) >= b.args.compile_reps:
+            continue
         t0 = time.perf_counter()
-        ok = b.compile(src, stem + ".so")
-        if not ok:
-            break
+        if not b.compile(src, os.path.join(b.outdir, key + ".so")):
+            r["compile_failed"] = True
+            log("%s: does not compile" % name)
+            continue
         r["compile_runs"].append(time.perf_counter() - t0)
-    if len(r["compile_runs"]) < b.args.compile_reps:
+        r["compile_s"] = statistics.median(r["compile_runs"])
+
+
+def measure_network(b, key, name, src, r):
+    """Throughput, latency and memory of network key (compiled already by
+    compile_sample) into r."""
+    stem = os.path.join(b.outdir, key)
+    if r.get("compile_failed"):
         log("%s: does not compile; skipped" % name)
         return r
-    r["compile_s"] = statistics.median(r["compile_runs"])
-    log("%s: compiled in %.3f s (median of %d)" % (name, r["compile_s"],
-                                                  len(r["compile_runs"])))
     ok_json = run([b.cnnc, src, "--emit", "json", "-o", stem + ".json"]) is not None
     ok_infer = b.compile(src, "%s_b%d.so" % (stem, INFER_BATCH), "--batch", str(INFER_BATCH))
     ok_b1 = b.compile(src, stem + "_b1.so", "--batch", "1")
@@ -489,8 +499,8 @@ def write_report(a, res):
     add("")
 
     # compile time
-    add("## Compile time (`cnnc X.cnn -o X.so`, wall time, median of %d)\n" %
-        meta["compile_reps"])
+    add("## Compile time (`cnnc X.cnn -o X.so`, wall time, median of %d spread over the run)\n"
+        % meta["compile_reps"])
     add("| network | seconds | all runs | target | status |")
     add("|---|---|---|---|---|")
     for key, name, src, _ in NETWORKS:
@@ -592,7 +602,10 @@ METHOD = """## How it is measured
   kernels autograd calls (oneDNN) — timed separately, without autograd bookkeeping.
 - **GFLOP/s** = 2·N·K·C·R·S·P·Q / time for each pass; %% of peak is of the %(T)d-thread peak
   measured at the start of the same round.
-- **Compile time**: wall time of `cnnc examples/X.cnn -o X.so` (parse to linked `.so`).
+- **Compile time**: wall time of `cnnc examples/X.cnn -o X.so` (parse to linked `.so`), each
+  network compiled once before the measurements, once after each network's, once after the
+  peak's and once after the convolution's: the median of samples minutes apart, not of a few
+  seconds that another tenant's burst of load can fill.
 - **Peak memory**: VmHWM of the measuring process (Linux's ru_maxrss would include the Python
   driver's memory, which survives fork and exec); each measurement runs in its own process.
 """
@@ -647,11 +660,23 @@ def main():
     log("%d thread%s, %d rounds of %d repetitions of %.2g s" % (
         a.threads, "s" if a.threads > 1 else "", a.rounds, a.reps, a.seconds))
     res = {"meta": meta, "nets": {}}
+    # compile-time samples before, between and after the measurements
+    # (a.compile_reps of them: the first ones of these five points)
+    compile_sample(b, res["nets"])
     for key, name, src, _ in NETWORKS:
-        res["nets"][key] = measure_network(b, key, name, src)
+        measure_network(b, key, name, src, res["nets"][key])
+        compile_sample(b, res["nets"])
     # The peak on 1 and on all threads (the convolution measures its own each round).
     res["peak"] = measure_peak(b)
+    compile_sample(b, res["nets"])
     res["conv"] = measure_conv(b)
+    compile_sample(b, res["nets"])
+    for key, name, _, _ in NETWORKS:
+        r = res["nets"][key]
+        if r.get("compile_s"):
+            log("%s: compiled in %.3f s (median of %d: %s)" % (
+                name, r["compile_s"], len(r["compile_runs"]),
+                " ".join("%.2f" % x for x in r["compile_runs"])))
     meta["load_end"] = loadavg()
     meta["elapsed"] = time.perf_counter() - t_start
     meta["failed"] = FAILED
