@@ -59,7 +59,16 @@ typedef struct tile_spec {
     /* store() writes rows m to consecutive elements: each column block is
      * transposed in registers and stored as `lanes` vectors over m */
     int transpose;
+    int last_lanes;   /* lanes of the last column block where it is narrower
+                       * (a dense layer's last vector and its tail in one
+                       * tile), else 0; not with transpose */
 } tile_spec;
+
+/* Lanes of column block j of tile t. */
+static int col_lanes(const tile_spec *t, int j)
+{
+    return j == t->cols - 1 && t->last_lanes ? t->last_lanes : t->lanes;
+}
 
 static lstmt *flagged_loop(lprogram *p, lstmt *parent, const char *name, int64_t extent, int flag,
                            int *var)
@@ -148,7 +157,7 @@ static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
     int sum = t->sum_buf >= 0 ? lp_local_array(p, "sum", (int64_t)t->cols * t->lanes) : -1;
     int m, v, red[4];
     for (int j = 0; j < t->cols && sum >= 0; j++) {
-        lstmt *lane = flagged_loop(p, parent, "v", t->lanes, LOOP_VECTOR, &v);
+        lstmt *lane = flagged_loop(p, parent, "v", col_lanes(t, j), LOOP_VECTOR, &v);
         lexpr *start = t->sum_resumes ? lx_load(p, t->sum_buf, t->sum_index(t->ctx, p, j, V(p, v)))
                                       : lx_float(p, 0);
         ls_store(p, lane, sum, lx_madd(p, I(p, j), t->lanes, V(p, v)), start, 0);
@@ -156,7 +165,7 @@ static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
     /* acc = init */
     lstmt *rows = flagged_loop(p, parent, "m", t->rows, LOOP_UNROLL, &m);
     for (int j = 0; j < t->cols; j++) {
-        lstmt *lane = flagged_loop(p, rows, "v", t->lanes, LOOP_VECTOR, &v);
+        lstmt *lane = flagged_loop(p, rows, "v", col_lanes(t, j), LOOP_VECTOR, &v);
         lexpr *at = lx_add(p, lx_mul(p, lx_add(p, lx_mul(p, V(p, m), I(p, t->cols)), I(p, j)),
                                      I(p, t->lanes)),
                            V(p, v));
@@ -176,7 +185,7 @@ static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
     rows = flagged_loop(p, body, "m", t->rows, LOOP_UNROLL, &m);
     lexpr *a = lx_load(p, t->a_buf, t->a_index(t->ctx, p, V(p, m), red));
     for (int j = 0; j < t->cols; j++) {
-        lstmt *lane = flagged_loop(p, rows, "v", t->lanes, LOOP_VECTOR, &v);
+        lstmt *lane = flagged_loop(p, rows, "v", col_lanes(t, j), LOOP_VECTOR, &v);
         lexpr *at = lx_add(p, lx_mul(p, lx_add(p, lx_mul(p, V(p, m), I(p, t->cols)), I(p, j)),
                                      I(p, t->lanes)),
                            V(p, v));
@@ -184,7 +193,7 @@ static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
         ls_store(p, lane, acc, at, lx_fma(p, a, b, lx_load(p, acc, at)), 0);
     }
     for (int j = 0; j < t->cols && sum >= 0; j++) {
-        lstmt *lane = flagged_loop(p, body, "v", t->lanes, LOOP_VECTOR, &v);
+        lstmt *lane = flagged_loop(p, body, "v", col_lanes(t, j), LOOP_VECTOR, &v);
         lexpr *at = lx_madd(p, I(p, j), t->lanes, V(p, v));
         lexpr *b = lx_load(p, t->b_buf, lx_add(p, t->b_index(t->ctx, p, j, red), V(p, v)));
         ls_store(p, lane, sum, at, lx_add(p, lx_load(p, sum, at), b), 0);
@@ -195,7 +204,7 @@ static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
     } else {
         rows = flagged_loop(p, parent, "m", t->rows, LOOP_UNROLL, &m);
         for (int j = 0; j < t->cols; j++) {
-            lstmt *lane = flagged_loop(p, rows, "v", t->lanes, LOOP_VECTOR, &v);
+            lstmt *lane = flagged_loop(p, rows, "v", col_lanes(t, j), LOOP_VECTOR, &v);
             lexpr *at = lx_add(p, lx_mul(p, lx_add(p, lx_mul(p, V(p, m), I(p, t->cols)), I(p, j)),
                                          I(p, t->lanes)),
                                V(p, v));
@@ -203,7 +212,7 @@ static void register_tile(lprogram *p, lstmt *parent, const tile_spec *t)
         }
     }
     for (int j = 0; j < t->cols && sum >= 0; j++) {
-        lstmt *lane = flagged_loop(p, parent, "v", t->lanes, LOOP_VECTOR, &v);
+        lstmt *lane = flagged_loop(p, parent, "v", col_lanes(t, j), LOOP_VECTOR, &v);
         ls_store(p, lane, t->sum_buf, t->sum_index(t->ctx, p, j, V(p, v)),
                  lx_load(p, sum, lx_madd(p, I(p, j), t->lanes, V(p, v))), 0);
     }
@@ -338,7 +347,7 @@ static void conv_row(lprogram *p, lstmt *body, void *ctx, int oh_var, lexpr *k0,
     c->k0 = k0;
     c->lanes = lanes;
     tile_spec t = {c, c->bx, c->bw, lanes, 0, cols, 3, {I(p, c->cg), I(p, c->R), I(p, c->S)},
-                   {"c", "r", "s"}, conv_a, conv_b, conv_init, conv_store, -1, NULL, 0, 0};
+                   {"c", "r", "s"}, conv_a, conv_b, conv_init, conv_store, -1, NULL, 0, 0, 0};
     row_of_tiles(p, body, &t, c->ow, &c->ow0);
 }
 
@@ -516,7 +525,7 @@ static void sconv_channels(lprogram *p, lstmt *parent, sconv_ctx *c, lexpr *k0, 
     c->k0 = k0;
     tile_spec t = {c, c->bw, c->bx, lanes, rows, cols, 3,
                    {I(p, c->cg), I(p, c->R), I(p, c->S)}, {"c", "r", "s"},
-                   sconv_a, sconv_b, sconv_init, sconv_store, -1, NULL, 0, 0};
+                   sconv_a, sconv_b, sconv_init, sconv_store, -1, NULL, 0, 0, 0};
     /* output rows in groups as even as the register budget allows (32
      * rows in 6-row tiles: 6, 6, 5, 5, 5, 5, not 6 x 5 and a 2-row tile of
      * a third of the accumulators), and in each row the columns as whole
@@ -653,7 +662,7 @@ static void cphase_row(lprogram *p, lstmt *body, void *ctx, int oh_var, lexpr *k
     c->k0 = k0;
     c->lanes = lanes;
     tile_spec t = {c, c->bx, c->bw, lanes, 0, cols, 3, {I(p, c->cg), I(p, c->R), I(p, c->S)},
-                   {"c", "r", "s"}, cphase_a, cphase_b, cphase_init, cphase_store, -1, NULL, 0, 0};
+                   {"c", "r", "s"}, cphase_a, cphase_b, cphase_init, cphase_store, -1, NULL, 0, 0, 0};
     row_of_tiles(p, body, &t, c->ow, &c->ow0);
 }
 
@@ -826,7 +835,7 @@ static void filter_tiles(lprogram *p, lstmt *parent, filter_ctx *c, lexpr *k0, i
     c->lanes = lanes;
     tile_spec t = {c, c->bx, c->bdy, lanes, 0, cols, 3,
                    {c->red_n, I(p, c->oh), I(p, c->ow)}, {"i", "oh", "ow"},
-                   filter_a, filter_b, filter_init, filter_store, -1, filter_bias_at, 0, 0};
+                   filter_a, filter_b, filter_init, filter_store, -1, filter_bias_at, 0, 0, 0};
     tile_spec first = t;
     first.sum_buf = c->bdb;
     first.sum_resumes = c->resume;
@@ -1220,6 +1229,9 @@ typedef struct gemm_ctx {
     int64_t out_row;            /* out at row*out_row + column */
     lexpr *row0, *col0;
     int lanes;
+    int last_lanes;             /* the tile's last column block's lanes, if narrower (a
+                                 * packed block of them is [red][last_lanes]), else 0 */
+    int last_j;                 /* that block */
 } gemm_ctx;
 
 static lexpr *gemm_a(const void *vc, lprogram *p, lexpr *m, const int *red)
@@ -1233,8 +1245,9 @@ static lexpr *gemm_b(const void *vc, lprogram *p, int j, const int *red)
 {
     const gemm_ctx *c = vc;
     lexpr *col = lx_add(p, c->col0, I(p, (int64_t)j * c->lanes));
-    if (c->packed) /* the block starting at column col, then [red][lanes] */
-        return lx_add(p, lx_mul(p, col, I(p, c->b_red)), lx_mul(p, V(p, red[0]), I(p, c->lanes)));
+    int width = c->last_lanes && j == c->last_j ? c->last_lanes : c->lanes;
+    if (c->packed) /* the block starting at column col, then [red][width] */
+        return lx_add(p, lx_mul(p, col, I(p, c->b_red)), lx_mul(p, V(p, red[0]), I(p, width)));
     return lx_add(p, lx_mul(p, V(p, red[0]), I(p, c->b_red)), col);
 }
 
@@ -1268,12 +1281,18 @@ static void gemm(lprogram *p, lstmt *parent, gemm_ctx *c, int64_t nrows, int64_t
         rows = (int)nrows;
     lexpr *red = nred < 0 ? lx_n(p) : I(p, nred);
     lexpr *rows_e = nrows < 0 ? lx_n(p) : I(p, nrows);
+    /* blocks of `cols` vectors, then the odd vector, then the tail; the
+     * odd vector and the tail as one block of two where there are both
+     * (LeNet-5's 120 units: 3 x 32, then 16 + 8): a tile less to compile
+     * per layer, and one step of broadcasts feeds both */
+    int merge = cols == 2 && full % cols == 1 && tail;
     struct {
         int64_t first, count;
-        int cols, lanes;
-    } parts[3] = {{0, full / cols, cols, lanes},
-                  {full / cols * cols * lanes, full % cols, 1, lanes},
-                  {full * lanes, tail ? 1 : 0, 1, (int)tail}};
+        int cols, lanes, last_lanes;
+    } parts[3] = {{0, full / cols, cols, lanes, 0},
+                  {full / cols * cols * lanes, merge ? 1 : full % cols, merge ? 2 : 1, lanes,
+                   merge ? (int)tail : 0},
+                  {full * lanes, tail && !merge ? 1 : 0, 1, (int)tail, 0}};
     for (int part = 0; part < 3; part++) {
         if (!parts[part].count)
             continue;
@@ -1282,8 +1301,11 @@ static void gemm(lprogram *p, lstmt *parent, gemm_ctx *c, int64_t nrows, int64_t
         c->col0 = lx_add(p, I(p, parts[part].first),
                          lx_mul(p, V(p, cb), I(p, (int64_t)parts[part].cols * parts[part].lanes)));
         c->lanes = parts[part].lanes;
+        c->last_lanes = parts[part].last_lanes;
+        c->last_j = parts[part].cols - 1;
         tile_spec t = {c, c->a_buf, c->b_buf, c->lanes, rows, parts[part].cols, 1, {red},
-                       {"red"}, gemm_a, gemm_b, gemm_init, gemm_store, -1, NULL, 0, 0};
+                       {"red"}, gemm_a, gemm_b, gemm_init, gemm_store, -1, NULL, 0, 0,
+                       parts[part].last_lanes};
         lstmt *tb = ls_for(p, b, "rt", lx_div(p, rows_e, I(p, rows)), &rt)->body;
         c->row0 = lx_mul(p, V(p, rt), I(p, rows));
         register_tile(p, tb, &t);
@@ -1301,7 +1323,7 @@ static void lower_tdense(lprogram *p, const ir_node *n)
 {
     int64_t f = dims_of(p, n->in[0]).c, units = dims_of(p, n->out[0]).c;
     gemm_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]),
-                  ir_nin_core(n) > 2 ? lp_buf(p, n->in[2]) : -1, f, 1, f, 1, units, NULL, NULL, 0};
+                  ir_nin_core(n) > 2 ? lp_buf(p, n->in[2]) : -1, f, 1, f, 1, units, NULL, NULL, 0, 0, 0};
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
     gemm(p, k->body, &c, -1, units, f, n->attr.lanes);
@@ -1378,7 +1400,7 @@ static int lower_dense_bwd_data_tiled(lprogram *p, const ir_node *n)
     int64_t units = dims_of(p, n->in[0]).c, f = dims_of(p, n->out[0]).c;
     int lanes = f < p->target->lanes ? (int)f : p->target->lanes;
     gemm_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]), -1, units, 1,
-                  f, 0, f, NULL, NULL, 0};
+                  f, 0, f, NULL, NULL, 0, 0, 0};
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
     gemm(p, k->body, &c, -1, f, units, lanes);
@@ -1391,7 +1413,7 @@ static int lower_dense_bwd_weight_tiled(lprogram *p, const ir_node *n)
     int64_t units = dims_of(p, n->in[0]).c, f = dims_of(p, n->in[1]).c;
     int lanes = f < p->target->lanes ? (int)f : p->target->lanes;
     gemm_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]), -1, 1, units,
-                  f, 0, f, NULL, NULL, 0};
+                  f, 0, f, NULL, NULL, 0, 0, 0};
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
     gemm(p, k->body, &c, units, f, -1, lanes);

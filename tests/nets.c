@@ -249,6 +249,21 @@ const net_case test_nets[] = {
      "  o = dense(f, units = 4)\n"
      "  loss = softmax_cross_entropy(o)\n"
      "}\n" TRAIN_BLOCK},
+    /* dense layers whose last vector and tail share a tile (schedule.c's
+     * gemm, at a batch above DENSE_DOT_BATCH): 63 units (three vectors
+     * and 15: a's packed weights, and the columns of h's input gradient
+     * and of both weight gradients), 56 units (three vectors and 8) */
+    {"dense_tails",
+     "network dense_tails {\n"
+     "  x = input(1, 7, 9)\n"
+     "  f = flatten(x)\n"
+     "  a = dense(f, units = 63)\n"
+     "  ar = relu(a)\n"
+     "  h = dense(ar, units = 56)\n"
+     "  hr = relu(h)\n"
+     "  o = dense(hr, units = 5)\n"
+     "  loss = softmax_cross_entropy(o)\n"
+     "}\n" TRAIN_BLOCK},
 };
 
 const int test_net_count = (int)(sizeof test_nets / sizeof test_nets[0]);

@@ -695,8 +695,12 @@ START_TEST(test_bn_sums)
 {
     char *resnet = read_file("examples/resnet8.cnn");
     ck_assert_ptr_nonnull(resnet);
-    const char *texts[2] = {test_nets[test_net_count - 1].text, resnet};
-    ck_assert_str_eq(test_nets[test_net_count - 1].name, "bn_sums");
+    const net_case *net = NULL;
+    for (int i = 0; i < test_net_count; i++)
+        if (strcmp(test_nets[i].name, "bn_sums") == 0)
+            net = &test_nets[i];
+    ck_assert_ptr_nonnull(net);
+    const char *texts[2] = {net->text, resnet};
     static const int expect[2][2] = {{4, 3}, {9, 6}}; /* batch norms, summed */
     for (int level = 0; level <= 2; level += 2)
         for (int t = 0; t < 2; t++) {
