@@ -1031,20 +1031,41 @@ static void zero_group_sums(lprogram *p, lstmt *parent, const filter_ctx *c)
         ls_store(p, z, c->bdb, lx_add(p, c->bias_off, k), lx_float(p, 0), 0);
 }
 
-/* Fetches what group c->g_var of weight gradient c reads of example
- * `next` in the batched tensor v: its channels of an NCHW tensor, all of
- * an NHWC one (dy's copy) when there is one group, else nothing.  The
- * last example fetches past the tensor, harmlessly (a prefetch never
- * faults). */
-static void prefetch_example(lprogram *p, lstmt *parent, const filter_ctx *c, int v, lexpr *next)
+/* Floats of example `next` that group c->g_var of weight gradient c reads
+ * in the batched tensor v: its channels of an NCHW tensor, all of an NHWC
+ * one (dy's copy) when there is one group, else none (0).  *first: where
+ * they start. */
+static int64_t example_share(lprogram *p, const filter_ctx *c, int v, lexpr *next, lexpr **first)
 {
     const ir_value *val = &p->g->values[v];
     int groups = c->n->attr.groups;
     int64_t per = ir_shape_size(val->shape) / val->shape.d[0], share = per / groups;
     if (val->shape.ndim != 4 && groups > 1)
+        return 0;
+    *first = lx_madd(p, next, per, lx_mul(p, V(p, c->g_var), I(p, share)));
+    return share;
+}
+
+/* Fetches example `next`'s dy and x for weight gradient c while this
+ * example's tiles run, where they are at most a quarter of L2: a small
+ * layer's example (16 channels: 4.7 MFLOP over 150 KB) left its tiles
+ * waiting on memory each time one began, while the 64-channel benchmark
+ * layer's (75 MFLOP over 590 KB) ran 8% slower with the fetches (its
+ * weight gradient 14.9 -> 16.2 ms, 4 alternating rounds).  The last
+ * example fetches past the tensors, harmlessly (a prefetch never
+ * faults). */
+static void prefetch_next_example(lprogram *p, lstmt *parent, const filter_ctx *c, lexpr *next)
+{
+    int v[2] = {c->n->in[0], c->n->in[1]};
+    lexpr *first[2] = {NULL, NULL};
+    int64_t floats[2];
+    for (int k = 0; k < 2; k++)
+        floats[k] = example_share(p, c, v[k], next, &first[k]);
+    if (4 * (floats[0] + floats[1]) > p->target->l2_bytes / 4)
         return;
-    lexpr *first = lx_madd(p, next, per, lx_mul(p, V(p, c->g_var), I(p, share)));
-    prefetch_span(p, parent, lp_buf(p, v), first, I(p, share));
+    for (int k = 0; k < 2; k++)
+        if (floats[k])
+            prefetch_span(p, parent, lp_buf(p, v[k]), first[k], I(p, floats[k]));
 }
 
 /* Every output channel of the group: blocks of rk channels (then the
@@ -1059,15 +1080,11 @@ static void sfilter_all(lprogram *p, lstmt *parent, filter_ctx *c)
      * in L1 while every input channel's tiles read them (over the part's
      * examples at once, every tile streamed them from L2 again). */
     lstmt *each = ls_for(p, parent, "i", c->red_n, &ex)->body;
-    /* and the next example's dy and x fetched at once while its tiles run:
-     * a 16-channel layer's example is 4.7 MFLOP over 150 KB of them (the
-     * 64-channel benchmark layer's 75 MFLOP over 590 KB), and its tiles
-     * waited on memory each time an example began.  ResNet-8's c1a
-     * 2517 -> 2202 us, c1b 2464 -> 2179, c2b 2285 -> 2150 (kernels.py,
-     * 5-7 rounds; spread over the input channels: about the same) */
-    lexpr *next = lx_add(p, lx_add(p, c->first, V(p, ex)), I(p, 1));
-    prefetch_example(p, each, c, c->n->in[0], next);
-    prefetch_example(p, each, c, c->n->in[1], next);
+    /* and the next example's dy and x fetched at once while its tiles run
+     * (ResNet-8's c1a 2517 -> 2202 us, c1b 2464 -> 2179, c2b 2285 -> 2150,
+     * kernels.py, 5-7 rounds; spread over the input channels: about the
+     * same) */
+    prefetch_next_example(p, each, c, lx_add(p, lx_add(p, c->first, V(p, ex)), I(p, 1)));
     for (int part = 0; part < 2; part++) {
         int64_t blocks = part == 0 ? c->kg / rk : (c->kg % rk ? 1 : 0);
         if (!blocks)
@@ -1175,9 +1192,7 @@ static void lower_tconv_bwd_filter(lprogram *p, const ir_node *n)
         /* the next example's dy and x, fetched at once while this one's
          * tiles run: p3 241 -> 171 us, p2 404 -> 325, c3a 953 -> 918,
          * c2a 1001 -> 976 (ResNet-8, kernels.py, 5 rounds) */
-        lexpr *next = lx_add(p, lx_add(p, c.first, V(p, ex)), I(p, 1));
-        prefetch_example(p, b, &c, n->in[0], next);
-        prefetch_example(p, b, &c, n->in[1], next);
+        prefetch_next_example(p, b, &c, lx_add(p, lx_add(p, c.first, V(p, ex)), I(p, 1)));
         c.first = lx_add(p, c.first, V(p, ex));
         c.red_n = I(p, 1);
         c.resume = 1;
