@@ -662,7 +662,8 @@ static void cphase_row(lprogram *p, lstmt *body, void *ctx, int oh_var, lexpr *k
     c->k0 = k0;
     c->lanes = lanes;
     tile_spec t = {c, c->bx, c->bw, lanes, 0, cols, 3, {I(p, c->cg), I(p, c->R), I(p, c->S)},
-                   {"c", "r", "s"}, cphase_a, cphase_b, cphase_init, cphase_store, -1, NULL, 0, 0, 0};
+                   {"c", "r", "s"}, cphase_a, cphase_b, cphase_init, cphase_store, -1, NULL, 0, 0,
+                   0};
     row_of_tiles(p, body, &t, c->ow, &c->ow0);
 }
 
@@ -1338,7 +1339,8 @@ static void lower_tdense(lprogram *p, const ir_node *n)
 {
     int64_t f = dims_of(p, n->in[0]).c, units = dims_of(p, n->out[0]).c;
     gemm_ctx c = {n, lp_buf(p, n->in[0]), lp_buf(p, n->in[1]), lp_buf(p, n->out[0]),
-                  ir_nin_core(n) > 2 ? lp_buf(p, n->in[2]) : -1, f, 1, f, 1, units, NULL, NULL, 0, 0, 0};
+                  ir_nin_core(n) > 2 ? lp_buf(p, n->in[2]) : -1, f, 1, f, 1, units, NULL, NULL, 0,
+                  0, 0};
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
     k->tiled = 1;
     gemm(p, k->body, &c, -1, units, f, n->attr.lanes);
