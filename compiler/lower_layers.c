@@ -76,31 +76,20 @@ static lstmt *channel_loop(lprogram *p, lstmt *parent, dims d, int c, lexpr **at
 typedef void (*elem_fn)(lprogram *p, const void *ctx, lstmt *body, lexpr *at, lexpr *out,
                         post_addr post);
 
+/* fn for a flat index: `first` + the index given (first NULL: the index
+ * itself, as prefetch_run gives it), the same in every tensor. */
 typedef struct flat_element {
     elem_fn fn;
     const void *ctx;
+    lexpr *first;
 } flat_element;
 
-static void flat_element_at(lprogram *p, const void *ctx, lstmt *body, lexpr *at)
+static void flat_element_at(lprogram *p, const void *ctx, lstmt *body, lexpr *e)
 {
     const flat_element *f = ctx;
+    lexpr *at = f->first ? lx_add(p, f->first, e) : e;
     post_addr flat = {at, at};
     f->fn(p, f->ctx, body, at, at, flat);
-}
-
-/* fn for element `first` + e of a run, e given by vector_row. */
-typedef struct run_element {
-    elem_fn fn;
-    const void *ctx;
-    lexpr *first; /* the run's first flat index */
-} run_element;
-
-static void run_element_at(lprogram *p, const void *ctx, lstmt *body, lexpr *e)
-{
-    const run_element *r = ctx;
-    lexpr *at = lx_add(p, r->first, e);
-    post_addr flat = {at, at};
-    r->fn(p, r->ctx, body, at, at, flat);
 }
 
 /* fn for each element of channel c of an output without borders (the
@@ -115,12 +104,12 @@ static void channel_elements(lprogram *p, lstmt *parent, dims d, int c, elem_fn 
     int64_t hw = d.h * d.w;
     lstmt *b = ls_for(p, parent, "i", lx_n(p), &i)->body;
     if (p->target) {
-        flat_element f = {fn, ctx};
+        flat_element f = {fn, ctx, NULL};
         prefetch_run(p, b, hw, run_at(p, d, lx_add(p, V(p, i), I(p, 1)), V(p, c), NULL),
                      flat_element_at, &f);
     }
-    run_element r = {fn, ctx, run_at(p, d, V(p, i), V(p, c), NULL)};
-    vector_row(p, b, hw, run_element_at, &r);
+    flat_element run = {fn, ctx, run_at(p, d, V(p, i), V(p, c), NULL)};
+    vector_row(p, b, hw, flat_element_at, &run);
 }
 
 typedef struct border_row {
@@ -218,8 +207,8 @@ static void example_major(lprogram *p, lkernel *k, const ir_node *n, dims d, int
         bordered_run(p, b, n, d, i, c, by, 0, fn, ctx);
         return;
     }
-    run_element r = {fn, ctx, run_at(p, d, V(p, i), V(p, c), NULL)};
-    vector_row(p, b, d.h * d.w, run_element_at, &r);
+    flat_element run = {fn, ctx, run_at(p, d, V(p, i), V(p, c), NULL)};
+    vector_row(p, b, d.h * d.w, flat_element_at, &run);
 }
 
 static lexpr *dbl(lprogram *p, lexpr *x)

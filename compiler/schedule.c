@@ -383,8 +383,7 @@ static lstmt *example_loops(lprogram *p, const ir_node *n, lkernel *k, int *n_va
          * (ResNet-8 forward, kernels.py 7 rounds: c3a 1012 -> 920 us,
          * p3 366 -> 288, c2a 1124 -> 1082; stride-1 layers were slower
          * with it, c1a 1708 -> 1761) */
-        const ir_value *xv = &p->g->values[x];
-        int64_t per = ir_shape_size(xv->shape) / xv->shape.d[0];
+        int64_t per = ir_row_size(&p->g->values[x]);
         lexpr *next = lx_mul(p, lx_add(p, V(p, *n_var), I(p, 1)), I(p, per));
         prefetch_span(p, ex, lp_buf(p, x), next, I(p, per));
     }
@@ -1040,7 +1039,7 @@ static int64_t example_share(lprogram *p, const filter_ctx *c, int v, lexpr *nex
 {
     const ir_value *val = &p->g->values[v];
     int groups = c->n->attr.groups;
-    int64_t per = ir_shape_size(val->shape) / val->shape.d[0], share = per / groups;
+    int64_t per = ir_row_size(val), share = per / groups;
     if (val->shape.ndim != 4 && groups > 1)
         return 0;
     *first = lx_madd(p, next, per, lx_mul(p, V(p, c->g_var), I(p, share)));
