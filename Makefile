@@ -110,8 +110,10 @@ runtime: $(BUILD)/libcnnrt.a $(BUILD)/libcnnrt.so
 
 # Install whatever of $(1) is missing (apt-get, as root or through sudo).
 define install_deps
-	@missing=""; for p in $(1); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	@native=$$(dpkg --print-architecture); missing=""; for p in $(1); do \
+	  case $$p in *:*) arch=$${p#*:};; *) arch=$$native;; esac; \
+	  dpkg-query -W -f='$${Status} $${Architecture}\n' $$p 2>/dev/null | \
+	    grep -Eq "ok installed ($$arch|all)$$" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
