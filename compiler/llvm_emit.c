@@ -361,7 +361,8 @@ static void emit_parallel_for(kemit *e, const lstmt *s);
 
 /* Loop metadata that keeps LLVM from unrolling or vectorizing a loop of a
  * tiled kernel again: those are built vectorized and unrolled, and a second
- * round only multiplies code (and compile time) without making it faster. */
+ * round only multiplies code (and compile time) without making it faster;
+ * nor those of a small kernel, whose time is too little to gain from it. */
 static void mark_loop_done(cg *c, LLVMValueRef latch)
 {
     unsigned kind = LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9);
@@ -401,7 +402,7 @@ static void emit_loop_from(kemit *e, const lstmt *s, LLVMValueRef extent)
                                      LLVMConstInt(c->i64, 1, 0), "");
     LLVMBuildStore(b, next, slot);
     LLVMValueRef latch = LLVMBuildBr(b, head);
-    if (e->k->tiled)
+    if (e->k->tiled || e->k->small)
         mark_loop_done(c, latch);
     LLVMPositionBuilderAtEnd(b, exit);
 }

@@ -141,6 +141,9 @@ typedef struct lkernel {
     int nvars;
     int tiled;       /* built by schedule.c: already vectorized and unrolled,
                       * so LLVM is told not to unroll or vectorize it again */
+    int small;       /* too little work for the threads (lower_graph), and
+                      * for LLVM's unroller and vectorizer to pay: compiled
+                      * as written */
 } lkernel;
 
 struct lprogram {

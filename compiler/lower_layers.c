@@ -658,7 +658,22 @@ void lower_batchnorm_eval(lprogram *p, const ir_node *n)
              post_apply(p, n, lx_add(p, lx_mul(p, centered, V(p, alpha)), V(p, beta)), at), 0);
 }
 
-/* Folded weights and bias of a convolution followed by a batch norm. */
+typedef struct fold_row {
+    int bw, bwf, s;
+    lexpr *first;
+} fold_row;
+
+static void fold_element(lprogram *p, const void *ctx, lstmt *parent, lexpr *j)
+{
+    const fold_row *r = ctx;
+    lexpr *at = lx_add(p, r->first, j);
+    ls_store(p, parent, r->bwf, at, lx_mul(p, lx_load(p, r->bw, at), V(p, r->s)), 0);
+}
+
+/* Folded weights and bias of a convolution followed by a batch norm; each
+ * filter's weights in vectors (the forward pass folds them for every chunk
+ * of the batch, and the kernel is too small for LLVM's vectorizer to be
+ * asked). */
 void lower_bn_fold(lprogram *p, const ir_node *n)
 {
     const ir_value *w = &p->g->values[n->in[0]];
@@ -668,7 +683,7 @@ void lower_bn_fold(lprogram *p, const ir_node *n)
     int bias = ir_nin_core(n) > 5 ? lp_buf(p, n->in[5]) : -1;
     int bwf = lp_buf(p, n->out[0]), bbf = lp_buf(p, n->out[1]);
     lkernel *k = lp_kernel(p, n->name, (int)(n - p->g->nodes));
-    int f, j;
+    int f;
     lstmt *b = loop_par(p, k->body, "k", filters, &f);
     int s = lp_var(p, "s", LT_FLOAT, 0);
     ls_set(p, b, s, lx_div(p, lx_load(p, bg, V(p, f)),
@@ -678,9 +693,9 @@ void lower_bn_fold(lprogram *p, const ir_node *n)
     ls_store(p, b, bbf, V(p, f),
              lx_add(p, lx_mul(p, lx_sub(p, b0, lx_load(p, brm, V(p, f))), V(p, s)),
                     lx_load(p, bb, V(p, f))), 0);
-    lstmt *r = loop(p, b, "j", per, &j);
-    lexpr *at = lx_madd(p, V(p, f), per, V(p, j));
-    ls_store(p, r, bwf, at, lx_mul(p, lx_load(p, bw, at), V(p, s)), 0);
+    fold_row row = {bw, bwf, s, lx_mul(p, V(p, f), I(p, per))};
+    vector_row(p, b, per, fold_element, &row);
+    k->tiled = p->target != NULL;
 }
 
 /* ---- dropout ------------------------------------------------------------------------ */
@@ -1045,6 +1060,35 @@ void lower_pad(lprogram *p, const ir_node *n)
              lx_load(p, bx, at4(p, x, V(p, i), V(p, c), V(p, h), V(p, w))), 0);
 }
 
+/* dst[dst_at + t*dst_step] = src[src_at + t*src_step] for t < count:
+ * scalar copies, PACK_UNROLL at a time (unrolled here, so LLVM is not
+ * asked to). */
+#define PACK_UNROLL 8
+static void copy_row(lprogram *p, lstmt *parent, int dst, lexpr *dst_at, int64_t dst_step,
+                     int src, lexpr *src_at, int64_t src_step, int64_t count)
+{
+    int tb, u;
+    int64_t groups = p->target ? count / PACK_UNROLL : 0;
+    if (groups) {
+        lstmt *b = groups > 1 ? loop(p, parent, "tb", groups, &tb) : parent;
+        lexpr *t0 = groups > 1 ? lx_mul(p, V(p, tb), I(p, PACK_UNROLL)) : I(p, 0);
+        lstmt *copies = ls_for(p, b, "u", I(p, PACK_UNROLL), &u);
+        copies->flags |= LOOP_UNROLL;
+        lexpr *t = lx_add(p, t0, V(p, u));
+        ls_store(p, copies->body, dst, lx_madd(p, t, dst_step, dst_at),
+                 lx_load(p, src, lx_madd(p, t, src_step, src_at)), 0);
+    }
+    if (!p->target) { /* -O0: a plain loop */
+        lstmt *b = loop(p, parent, "t", count, &tb);
+        ls_store(p, b, dst, lx_madd(p, V(p, tb), dst_step, dst_at),
+                 lx_load(p, src, lx_madd(p, V(p, tb), src_step, src_at)), 0);
+        return;
+    }
+    for (int64_t t = groups * PACK_UNROLL; t < count; t++)
+        ls_store(p, parent, dst, lx_add(p, dst_at, I(p, t * dst_step)),
+                 lx_load(p, src, lx_add(p, src_at, I(p, t * src_step))), 0);
+}
+
 /* Weights in the order of the tiled kernels (pack_offset); PACK_FLIPPED
  * also swaps input and output channels within each group and flips the
  * kernel, for the backward-data convolution. */
@@ -1057,7 +1101,7 @@ static void pack_phases(lprogram *p, const ir_node *n)
     int R = a->kernel[0], S = a->kernel[1];
     int bw = lp_buf(p, n->in[0]), bo = lp_buf(p, n->out[0]);
     lkernel *kern = lp_kernel(p, n->name, (int)(n - p->g->nodes));
-    int k, c;
+    int gv, kin;
     for (int ph = 0; ph < a->stride[0]; ph++)
         for (int pw = 0; pw < a->stride[1]; pw++) {
             phase_axis ah = phase_axis_of(ph, a->stride[0], a->pad[0], R, 1, 0);
@@ -1067,19 +1111,59 @@ static void pack_phases(lprogram *p, const ir_node *n)
                 for (int u = 0; u < aw.taps; u++) {
                     int r = ah.first + a->stride[0] * (ah.taps - 1 - t);
                     int s = aw.first + a->stride[1] * (aw.taps - 1 - u);
-                    lstmt *b = loop_par(p, kern->body, "k", kt, &k);
-                    b = loop(p, b, "c", cg, &c);
-                    lexpr *g = lx_div(p, V(p, k), I(p, kg));
-                    lexpr *kin = lx_bin(p, LX_REM, V(p, k), I(p, kg));
-                    lexpr *tap = lx_madd(p, lx_madd(p, V(p, c), ah.taps, I(p, t)), aw.taps, I(p, u));
-                    lexpr *dst = lx_add(p, lx_add(p, I(p, base),
-                                                  lx_mul(p, g, I(p, kg * cg * ah.taps * aw.taps))),
-                                        lx_madd(p, tap, kg, kin));
-                    lexpr *oc = lx_madd(p, g, cg, V(p, c));
-                    lexpr *src = lx_madd(p, lx_madd(p, lx_madd(p, oc, kg, kin), R, I(p, r)), S, I(p, s));
-                    ls_store(p, b, bo, dst, lx_load(p, bw, src), 0);
+                    int64_t taps = (int64_t)ah.taps * aw.taps;
+                    lstmt *b = kern->body;
+                    lexpr *g = I(p, 0);
+                    if (a->groups > 1) {
+                        b = loop_par(p, b, "g", a->groups, &gv);
+                        g = V(p, gv);
+                    }
+                    b = loop_par(p, b, "kin", kg, &kin);
+                    /* c = 0: tap t*taps_w + u of output channel g*cg */
+                    lexpr *dst = lx_add(p, lx_add(p, I(p, base), lx_mul(p, g, I(p, kg * cg * taps))),
+                                        lx_madd(p, I(p, (int64_t)t * aw.taps + u), kg, V(p, kin)));
+                    lexpr *src = lx_madd(p, lx_madd(p, lx_madd(p, lx_mul(p, g, I(p, cg)), kg, V(p, kin)),
+                                                    R, I(p, r)),
+                                         S, I(p, s));
+                    copy_row(p, b, bo, dst, taps * kg, bw, src, kg * R * S, cg);
                 }
         }
+    kern->tiled = p->target != NULL;
+}
+
+static void pack_rows(lprogram *p, const ir_node *n, lkernel *kern, int bw, int bo)
+{
+    const ir_attrs *a = &n->attr;
+    int64_t kt = a->filters, cg = a->units, kg = kt / a->groups, lanes = a->lanes;
+    int64_t RS = (int64_t)a->kernel[0] * a->kernel[1], T = cg * RS;
+    int g, kb, c, m;
+    for (int tail = 0; tail < 2; tail++) {
+        int64_t blocks = tail ? kg % lanes != 0 : kg / lanes;
+        int64_t width = tail ? kg % lanes : lanes;
+        if (!blocks)
+            continue;
+        lstmt *b = a->groups > 1 ? loop_par(p, kern->body, "g", a->groups, &g) : kern->body;
+        lexpr *gv = a->groups > 1 ? V(p, g) : I(p, 0);
+        lexpr *first = I(p, tail ? kg / lanes * lanes : 0); /* the block's first kin */
+        if (blocks > 1) {
+            b = loop_par(p, b, "kb", blocks, &kb);
+            first = lx_mul(p, V(p, kb), I(p, lanes));
+        }
+        lexpr *block = lx_mul(p, lx_madd(p, gv, kg, first), I(p, T)); /* the block's place */
+        if (a->mode == PACK_FORWARD) {
+            b = loop(p, b, "m", width, &m);
+            copy_row(p, b, bo, lx_add(p, block, V(p, m)), width, bw,
+                     lx_mul(p, lx_add(p, lx_madd(p, gv, kg, first), V(p, m)), I(p, T)), 1, T);
+            continue;
+        }
+        b = loop(p, b, "c", cg, &c);
+        b = loop(p, b, "m", width, &m);
+        lexpr *oc = lx_madd(p, gv, cg, V(p, c));
+        lexpr *last = lx_mul(p, lx_madd(p, V(p, c), RS, I(p, RS - 1)), I(p, width));
+        copy_row(p, b, bo, lx_add(p, block, lx_add(p, last, V(p, m))), -width, bw,
+                 lx_mul(p, lx_add(p, lx_madd(p, oc, kg, first), V(p, m)), I(p, RS)), 1, RS);
+    }
+    kern->tiled = 1;
 }
 
 void lower_pack_weights(lprogram *p, const ir_node *n)
@@ -1087,6 +1171,11 @@ void lower_pack_weights(lprogram *p, const ir_node *n)
     const ir_attrs *a = &n->attr;
     if (a->mode == PACK_PHASES) {
         pack_phases(p, n);
+        return;
+    }
+    if (p->target) {
+        pack_rows(p, n, lp_kernel(p, n->name, (int)(n - p->g->nodes)), lp_buf(p, n->in[0]),
+                  lp_buf(p, n->out[0]));
         return;
     }
     int64_t kt = a->filters, cg = a->units, kg = kt / a->groups, lanes = a->lanes;
