@@ -976,14 +976,15 @@ void lower_mse_loss_bwd(lprogram *p, const ir_node *n)
 /* ---- the packing kernels of tiled ops (pack.c) ------------------------------------------ */
 
 /* One example padded (stride 1), rows in vectors: by the pad's own kernel,
- * or, for the network's input read first by a tiled convolution
- * (pad_inlined), by that convolution's kernel just before its tiles read
- * the example, which is then still in L2 (the benchmark convolution: a
- * 0.73 ms pass over memory of its 14 ms less). */
+ * or, for the network's input read first by a tiled convolution or weight
+ * gradient (pad_inlined), by that kernel just before its tiles read the
+ * example, which is then still in L2 (the benchmark convolution: a 0.73 ms
+ * pass over memory of its 14 ms less). */
 typedef struct pad_row {
     dims x, y;
     const int *pad;
-    int bx, by, i, c, h;
+    lexpr *i; /* the example */
+    int bx, by, c, h;
     int64_t w0; /* zeros: the first column of the run */
 } pad_row;
 
@@ -991,23 +992,23 @@ static void pad_copy(lprogram *p, const void *ctx, lstmt *body, lexpr *w)
 {
     const pad_row *r = ctx;
     lexpr *xh = lx_sub(p, V(p, r->h), I(p, r->pad[0]));
-    ls_store(p, body, r->by, at4(p, r->y, V(p, r->i), V(p, r->c), V(p, r->h),
+    ls_store(p, body, r->by, at4(p, r->y, r->i, V(p, r->c), V(p, r->h),
                                  lx_add(p, w, I(p, r->pad[1]))),
-             lx_load(p, r->bx, at4(p, r->x, V(p, r->i), V(p, r->c), xh, w)), 0);
+             lx_load(p, r->bx, at4(p, r->x, r->i, V(p, r->c), xh, w)), 0);
 }
 
 static void pad_zero(lprogram *p, const void *ctx, lstmt *body, lexpr *w)
 {
     const pad_row *r = ctx;
-    ls_store(p, body, r->by, at4(p, r->y, V(p, r->i), V(p, r->c), V(p, r->h),
+    ls_store(p, body, r->by, at4(p, r->y, r->i, V(p, r->c), V(p, r->h),
                                  lx_add(p, w, I(p, r->w0))),
              lx_float(p, 0), 0);
 }
 
-void pad_example(lprogram *p, const ir_node *n, lstmt *parent, int i)
+void pad_example(lprogram *p, const ir_node *n, lstmt *parent, lexpr *i)
 {
-    pad_row r = {dims_of(p, n->in[0]), dims_of(p, n->out[0]), n->attr.pad,
-                 lp_buf(p, n->in[0]), lp_buf(p, n->out[0]), i, 0, 0, 0};
+    pad_row r = {dims_of(p, n->in[0]), dims_of(p, n->out[0]), n->attr.pad, i,
+                 lp_buf(p, n->in[0]), lp_buf(p, n->out[0]), 0, 0, 0};
     lstmt *b = loop(p, parent, "c", r.y.c, &r.c);
     b = loop(p, b, "h", r.y.h, &r.h);
     lstmt *inside = ls_if(p, b, lx_in_range(p, lx_sub(p, V(p, r.h), I(p, r.pad[0])), r.x.h));
@@ -1028,8 +1029,11 @@ int pad_inlined(const ir_graph *g, const ir_node *n)
     for (int j = (int)(n - g->nodes) + 1; j < g->nnodes; j++) {
         const ir_node *m = &g->nodes[j];
         for (int k = 0; k < m->nin; k++)
-            if (m->in[k] == n->out[0])
-                return m->op == OP_TCONV && k == 0 && !m->attr.phases ? j : -1;
+            if (m->in[k] == n->out[0]) {
+                int conv = m->op == OP_TCONV && k == 0 && !m->attr.phases;
+                int filter = m->op == OP_TCONV_BWD_FILTER && k == 1 && m->attr.groups == 1;
+                return conv || filter ? j : -1;
+            }
     }
     return -1;
 }
@@ -1046,7 +1050,7 @@ void lower_pad(lprogram *p, const ir_node *n)
     int i, c, h, w;
     if (a->stride[0] == 1 && a->stride[1] == 1) { /* each element written once */
         lstmt *b = loop_n_par(p, k->body, &i);
-        pad_example(p, n, b, i);
+        pad_example(p, n, b, V(p, i));
         return;
     }
     zero_fill(p, k, by, y.c * y.h * y.w);

@@ -685,6 +685,51 @@ START_TEST(test_input_pad_inlined)
 }
 END_TEST
 
+/* Under --keep-pads the weight gradient of a convolution that reads the
+ * network's input pads it for itself, example by example (spatial and
+ * channel-tile forms): its own pad node has no kernel and the weight
+ * gradient's kernel is the only writer of its buffer; and what such
+ * builds compute agrees with the reference. */
+START_TEST(test_keep_pads)
+{
+    static const char *const names[] = {"conv_basic", "spatial_filter", "channel_tiles",
+                                        "channel_phases", "bn_sums"};
+    for (int k = 0; k < 5; k++) {
+        const net_case *net = NULL;
+        for (int i = 0; i < test_net_count; i++)
+            if (strcmp(test_nets[i].name, names[k]) == 0)
+                net = &test_nets[i];
+        ck_assert_msg(net != NULL, "no test net %s", names[k]);
+        cnnc_options opt = {0};
+        opt.opt_level = 2;
+        opt.keep_pads = 1;
+        tu_model m;
+        ck_assert_msg(tu_compile_with(&m, net->name, net->text, &opt) == 0, "%s did not compile",
+                      net->name);
+        const lprogram *t = m.unit.train_prog;
+        int pad_buf = -1;
+        for (int b = 0; b < t->nbufs; b++)
+            if (strcmp(t->bufs[b].name, "a.grad_weight.pad") == 0 ||
+                strcmp(t->bufs[b].name, "c.grad_weight.pad") == 0)
+                pad_buf = b;
+        ck_assert_msg(pad_buf >= 0, "%s: no padded input for the weight gradient", net->name);
+        const char *pad = t->bufs[pad_buf].name;
+        char gw[64];
+        snprintf(gw, sizeof gw, "%.*s", (int)(strlen(pad) - strlen(".pad")), pad);
+        ck_assert_msg(kernel_named(t, pad) == NULL, "%s: %s has a kernel", net->name, pad);
+        int writers = 0;
+        for (int i = 0; i < t->nkernels; i++)
+            writers += stores_to(t->kernels[i].body, pad_buf);
+        ck_assert_int_eq(writers, 1);
+        ck_assert_msg(stores_to(kernel_named(t, gw)->body, pad_buf), "%s: %s does not pad",
+                      net->name, gw);
+        compare(&m, m.desc->batch, 41);
+        compare(&m, m.desc->batch - 1, 43);
+        tu_model_free(&m);
+    }
+}
+END_TEST
+
 /* At -O2 the training batch norms of bn_sums and ResNet-8 whose channels
  * have runs of 256 or more read the sums of the tiled convolution that
  * writes their input (its second output): bn_sums' 17x17 and 16x17 ones
@@ -757,6 +802,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_shared_kernels);
     tcase_add_test(tc, test_prefetches);
     tcase_add_test(tc, test_input_pad_inlined);
+    tcase_add_test(tc, test_keep_pads);
     tcase_add_test(tc, test_bn_sums);
     suite_add_tcase(s, tc);
     return s;

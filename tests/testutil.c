@@ -75,9 +75,17 @@ int tu_compile(tu_model *m, const char *name, const char *text, int opt_level)
 
 int tu_compile_chunked(tu_model *m, const char *name, const char *text, int opt_level, int chunk)
 {
+    cnnc_options opt = {0};
+    opt.opt_level = opt_level;
+    opt.forward_chunk = chunk;
+    return tu_compile_with(m, name, text, &opt);
+}
+
+int tu_compile_with(tu_model *m, const char *name, const char *text, const cnnc_options *opt)
+{
     memset(m, 0, sizeof *m);
-    m->opt.opt_level = opt_level;
-    m->opt.forward_chunk = chunk;
+    m->opt = *opt;
+    int opt_level = opt->opt_level;
     char *diags = NULL;
     if (tu_frontend(&m->unit, &m->opt, name, text, &diags) != 0) {
         fprintf(stderr, "%s: front end failed:\n%s", name, diags ? diags : "");

@@ -44,6 +44,9 @@ int tu_compile(tu_model *m, const char *name, const char *text, int opt_level);
 /* The same with the forward pass in chunks of `chunk` examples. */
 int tu_compile_chunked(tu_model *m, const char *name, const char *text, int opt_level,
                        int chunk);
+/* The same with the options in *opt (opt_level among them); the
+ * reference is built with the same options at -O0. */
+int tu_compile_with(tu_model *m, const char *name, const char *text, const cnnc_options *opt);
 void tu_model_free(tu_model *m);
 
 /* Fill with uniform values in [lo, hi) from a seeded generator. */
