@@ -516,7 +516,8 @@ static int expr_same_here(const lprogram *p, const lexpr *x, const lexpr *y)
 int lk_same(const lprogram *pa, int ka, const lprogram *pb, int kb)
 {
     const lkernel *a = &pa->kernels[ka], *b = &pb->kernels[kb];
-    if (a->tiled != b->tiled || a->small != b->small || a->nvars != b->nvars || pa->target != pb->target)
+    if (a->tiled != b->tiled || a->small != b->small || a->nvars != b->nvars ||
+        pa->target != pb->target)
         return 0;
     for (int i = 0; i < a->nvars; i++)
         if (a->vars[i].type != b->vars[i].type || a->vars[i].is_loop != b->vars[i].is_loop ||

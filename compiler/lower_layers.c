@@ -1124,10 +1124,11 @@ static void pack_phases(lprogram *p, const ir_node *n)
                     }
                     b = loop_par(p, b, "kin", kg, &kin);
                     /* c = 0: tap t*taps_w + u of output channel g*cg */
-                    lexpr *dst = lx_add(p, lx_add(p, I(p, base), lx_mul(p, g, I(p, kg * cg * taps))),
+                    lexpr *group = lx_mul(p, g, I(p, kg * cg * taps));
+                    lexpr *dst = lx_add(p, lx_add(p, I(p, base), group),
                                         lx_madd(p, I(p, (int64_t)t * aw.taps + u), kg, V(p, kin)));
-                    lexpr *src = lx_madd(p, lx_madd(p, lx_madd(p, lx_mul(p, g, I(p, cg)), kg, V(p, kin)),
-                                                    R, I(p, r)),
+                    lexpr *oc = lx_mul(p, g, I(p, cg)); /* the group's first output channel */
+                    lexpr *src = lx_madd(p, lx_madd(p, lx_madd(p, oc, kg, V(p, kin)), R, I(p, r)),
                                          S, I(p, s));
                     copy_row(p, b, bo, dst, taps * kg, bw, src, kg * R * S, cg);
                 }
