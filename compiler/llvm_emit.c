@@ -23,6 +23,27 @@
 
 #include "codegen.h"
 
+/* Value numbering within a basic block: the loop IR spells every index
+ * out in full at every load and store (a tile's 72 FMAs each compute
+ * their addresses from the loop counters), and LLVM's passes took a third
+ * of their time removing the copies.  Integer operations, loop counters'
+ * loads and addresses already built in the block being filled are reused
+ * instead.  Entries belong to one block (gen): a new block, or a store
+ * to any variable's slot, starts afresh. */
+#define VN_SIZE 8192
+typedef struct vn_entry {
+    unsigned gen;
+    int op; /* an LX_ operation; VN_LOAD a counter's load, VN_GEP - type an address */
+    LLVMValueRef a, b, v;
+} vn_entry;
+enum { VN_LOAD = -1, VN_GEP = -2 };
+
+typedef struct vn_table {
+    vn_entry *at;
+    unsigned gen, count;
+    LLVMBasicBlockRef block;
+} vn_table;
+
 typedef struct kemit {
     cg *c;
     const lprogram *p;
@@ -33,7 +54,57 @@ typedef struct kemit {
     LLVMValueRef frame;  /* the frame pointer of this function */
     int in_parallel;     /* inside an outlined parallel loop: nested ones run serially */
     int parallel_count;  /* outlined loops of this kernel, for their names */
+    vn_table *vn;        /* shared with the outlined loops (one block at a time) */
 } kemit;
+
+static void vn_flush(kemit *e)
+{
+    e->vn->gen++;
+    e->vn->count = 0;
+}
+
+/* The entry for (op, a, b) in the block being filled: a hit (v set) or the
+ * free entry to fill with vn_keep. */
+static vn_entry *vn_find(kemit *e, int op, LLVMValueRef a, LLVMValueRef b)
+{
+    vn_table *t = e->vn;
+    LLVMBasicBlockRef block = LLVMGetInsertBlock(e->c->b);
+    if (block != t->block || 4 * t->count >= 3 * VN_SIZE) {
+        vn_flush(e);
+        t->block = block;
+    }
+    uintptr_t h = (uintptr_t)a * 0x9E3779B97F4A7C15u ^ (uintptr_t)b * 0xC2B2AE3D27D4EB4Fu ^
+                  (uintptr_t)(unsigned)op * 0x165667B19E3779F9u;
+    for (size_t i = (h >> 17) % VN_SIZE;; i = (i + 1) % VN_SIZE) {
+        vn_entry *en = &t->at[i];
+        if (en->gen != t->gen) {
+            en->gen = t->gen;
+            en->op = op;
+            en->a = a;
+            en->b = b;
+            en->v = NULL;
+            return en;
+        }
+        if (en->op == op && en->a == a && en->b == b)
+            return en;
+    }
+}
+
+static LLVMValueRef vn_keep(kemit *e, vn_entry *en, LLVMValueRef v)
+{
+    if (!en->v) {
+        en->v = v;
+        e->vn->count++;
+    }
+    return v;
+}
+
+/* A store to variable slot `slot`: what was loaded from slots is stale. */
+static LLVMValueRef store_slot(kemit *e, LLVMValueRef value, LLVMValueRef slot)
+{
+    vn_flush(e);
+    return LLVMBuildStore(e->c->b, value, slot);
+}
 
 static LLVMValueRef intrinsic(cg *c, const char *name, LLVMTypeRef type, LLVMTypeRef *fn_type)
 {
@@ -203,15 +274,33 @@ static LLVMValueRef address(kemit *e, int buf, const lexpr *index)
 {
     cg *c = e->c;
     LLVMValueRef idx = expr(e, index);
-    return LLVMBuildGEP2(c->b, elem_type(c, e->p->bufs[buf].type), e->bases[buf], &idx, 1, "");
+    vn_entry *en = vn_find(e, VN_GEP - (int)e->p->bufs[buf].type, e->bases[buf], idx);
+    if (en->v)
+        return en->v;
+    return vn_keep(e, en, LLVMBuildGEP2(c->b, elem_type(c, e->p->bufs[buf].type), e->bases[buf],
+                                        &idx, 1, ""));
 }
+
+static LLVMValueRef binary_op(kemit *e, const lexpr *x, LLVMValueRef l, LLVMValueRef r, int fl);
 
 static LLVMValueRef binary(kemit *e, const lexpr *x)
 {
     cg *c = e->c;
-    LLVMBuilderRef b = c->b;
     LLVMValueRef l = splat_to(c, expr(e, x->a), x->lanes), r = splat_to(c, expr(e, x->b), x->lanes);
     int fl = x->a->type == LT_FLOAT || x->a->type == LT_DOUBLE;
+    if (!fl && x->lanes <= 1) { /* index arithmetic: once per block */
+        vn_entry *en = vn_find(e, x->op, l, r);
+        if (en->v)
+            return en->v;
+        LLVMValueRef v = binary_op(e, x, l, r, fl);
+        return v ? vn_keep(e, en, v) : NULL;
+    }
+    return binary_op(e, x, l, r, fl);
+}
+
+static LLVMValueRef binary_op(kemit *e, const lexpr *x, LLVMValueRef l, LLVMValueRef r, int fl)
+{
+    LLVMBuilderRef b = e->c->b;
     switch (x->op) {
     case LX_ADD:
         return fl ? LLVMBuildFAdd(b, l, r, "") : LLVMBuildAdd(b, l, r, "");
@@ -260,9 +349,13 @@ static LLVMValueRef expr(kemit *e, const lexpr *x)
         return LLVMConstInt(c->i64, (unsigned long long)x->i, 1);
     case LX_FLOAT:
         return LLVMConstReal(x->type == LT_DOUBLE ? c->f64 : c->f32, x->f);
-    case LX_VAR:
-        return LLVMBuildLoad2(b, ltype_of(c, x->type, e->k->vars[x->var].lanes), e->slots[x->var],
-                              "");
+    case LX_VAR: {
+        LLVMTypeRef t = ltype_of(c, x->type, e->k->vars[x->var].lanes);
+        if (!e->k->vars[x->var].is_loop) /* set by statements: loaded where used */
+            return LLVMBuildLoad2(b, t, e->slots[x->var], "");
+        vn_entry *en = vn_find(e, VN_LOAD, e->slots[x->var], NULL);
+        return en->v ? en->v : vn_keep(e, en, LLVMBuildLoad2(b, t, e->slots[x->var], ""));
+    }
     case LX_LOAD: {
         const lbuf *buf = &e->p->bufs[x->buf];
         LLVMTypeRef t = elem_type(c, buf->type);
@@ -400,7 +493,7 @@ static void emit_loop_from(kemit *e, const lstmt *s, LLVMValueRef extent)
     stmt(e, s->body);
     LLVMValueRef next = LLVMBuildAdd(b, LLVMBuildLoad2(b, c->i64, slot, ""),
                                      LLVMConstInt(c->i64, 1, 0), "");
-    LLVMBuildStore(b, next, slot);
+    store_slot(e, next, slot);
     LLVMValueRef latch = LLVMBuildBr(b, head);
     if (e->k->tiled || e->k->small)
         mark_loop_done(c, latch);
@@ -414,7 +507,7 @@ static void emit_for(kemit *e, const lstmt *s)
         return;
     }
     LLVMValueRef extent = expr(e, s->extent);
-    LLVMBuildStore(e->c->b, LLVMConstInt(e->c->i64, 0, 0), e->slots[s->var]);
+    store_slot(e, LLVMConstInt(e->c->i64, 0, 0), e->slots[s->var]);
     emit_loop_from(e, s, extent);
 }
 
@@ -458,10 +551,10 @@ static void emit_parallel_for(kemit *e, const lstmt *s)
     begin_function(&o);
     for (int i = 0; i < k->nvars; i++) {
         LLVMTypeRef t = ltype_of(c, k->vars[i].type, k->vars[i].lanes);
-        LLVMBuildStore(b, LLVMBuildLoad2(b, t, LLVMBuildStructGEP2(b, closure_t, oc, (unsigned)i + 1, ""), ""),
-                       o.slots[i]);
+        LLVMValueRef field = LLVMBuildStructGEP2(b, closure_t, oc, (unsigned)i + 1, "");
+        store_slot(&o, LLVMBuildLoad2(b, t, field, ""), o.slots[i]);
     }
-    LLVMBuildStore(b, LLVMGetParam(o.fn, 1), o.slots[s->var]);
+    store_slot(&o, LLVMGetParam(o.fn, 1), o.slots[s->var]);
     emit_loop_from(&o, s, LLVMGetParam(o.fn, 2));
     LLVMBuildRetVoid(b);
     free(o.slots);
@@ -687,8 +780,8 @@ static void stmt(kemit *e, const lstmt *s)
         emit_prefetch(e, s);
         break;
     case LS_SET:
-        LLVMBuildStore(c->b, splat_to(c, expr(e, s->value), e->k->vars[s->var].lanes),
-                       e->slots[s->var]);
+        store_slot(e, splat_to(c, expr(e, s->value), e->k->vars[s->var].lanes),
+                   e->slots[s->var]);
         break;
     case LS_STORE: {
         LLVMValueRef addr = address(e, s->buf, s->index);
@@ -773,7 +866,7 @@ static void begin_function(kemit *e)
     static const int from_frame[3][2] = {{LV_N, FR_N}, {LV_SEED, FR_SEED}, {LV_STEP, FR_STEP}};
     for (int i = 0; i < 3; i++) {
         LLVMValueRef at = LLVMBuildStructGEP2(c->b, c->frame, e->frame, (unsigned)from_frame[i][1], "");
-        LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, c->i64, at, ""), e->slots[from_frame[i][0]]);
+        store_slot(e, LLVMBuildLoad2(c->b, c->i64, at, ""), e->slots[from_frame[i][0]]);
     }
     for (int i = 0; i < e->p->nbufs; i++)
         e->bases[i] = buffer_base(e, e->frame, i);
@@ -782,7 +875,8 @@ static void begin_function(kemit *e)
 LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char *name,
                          int exported)
 {
-    kemit e = {c, p, k, NULL, NULL, NULL, NULL, 0, 0};
+    vn_table vn = {calloc(VN_SIZE, sizeof(vn_entry)), 1, 0, NULL};
+    kemit e = {c, p, k, NULL, NULL, NULL, NULL, 0, 0, &vn};
     e.fn = LLVMAddFunction(c->mod, name, c->kernel_fn);
     if (exported)
         LLVMSetVisibility(e.fn, LLVMHiddenVisibility);
@@ -801,5 +895,6 @@ LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char 
     LLVMBuildRetVoid(c->b);
     free(e.slots);
     free(e.bases);
+    free(vn.at);
     return e.fn;
 }
