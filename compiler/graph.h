@@ -328,6 +328,14 @@ int graph_bn_stats(ir_graph *g, FILE *report);
  * writes each input element once (lower.c), so it can take an epilogue. */
 int maxpool_windows_disjoint(const ir_graph *g, const ir_node *n);
 
+/* The tiled node whose kernel pads each example for stride-1 pad node n
+ * (pack.c): the first that reads the padded tensor, where that is a tiled
+ * convolution reading it as its input (not phase by phase) or a weight
+ * gradient of one group reading it as x; else -1.  That kernel pads each
+ * example just before its tiles read it (still in L2); lower_pad emits no
+ * kernel for n, and memplan keeps n's input alive up to that node. */
+int pad_inlined(const ir_graph *g, const ir_node *n);
+
 /* Offset of element (k, c, r, s) of a weight tensor packed for tiled
  * kernels: per group, blocks of `lanes` output channels, each block
  * [c][r][s][lanes in the block].  Shared by the packing kernel, the

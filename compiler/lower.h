@@ -66,11 +66,6 @@ static inline lexpr *post_apply(lprogram *p, const ir_node *n, lexpr *value, lex
 typedef void (*row_fn)(lprogram *p, const void *ctx, lstmt *body, lexpr *w);
 void vector_row(lprogram *p, lstmt *parent, int64_t width, row_fn fn, const void *ctx);
 
-/* The tiled node whose kernel pads each example for pad node n (the
- * network's input, padded for the convolution or, under --keep-pads, the
- * weight gradient that reads it first: lower_layers.c), or -1.  Where
- * there is one, lower_pad emits no kernel of its own. */
-int pad_inlined(const ir_graph *g, const ir_node *n);
 /* The padding of example i by stride-1 pad node n, into parent: each
  * element written once, rows in vectors with a target. */
 void pad_example(lprogram *p, const ir_node *n, lstmt *parent, lexpr *i);

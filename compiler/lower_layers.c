@@ -1021,23 +1021,6 @@ void pad_example(lprogram *p, const ir_node *n, lstmt *parent, lexpr *i)
     vector_row(p, inside->then_s, r.y.w - right.w0, pad_zero, &right);
 }
 
-int pad_inlined(const ir_graph *g, const ir_node *n)
-{
-    if (n->op != OP_PAD || n->attr.stride[0] != 1 || n->attr.stride[1] != 1 ||
-        g->values[n->in[0]].kind != VAL_INPUT)
-        return -1;
-    for (int j = (int)(n - g->nodes) + 1; j < g->nnodes; j++) {
-        const ir_node *m = &g->nodes[j];
-        for (int k = 0; k < m->nin; k++)
-            if (m->in[k] == n->out[0]) {
-                int conv = m->op == OP_TCONV && k == 0 && !m->attr.phases;
-                int filter = m->op == OP_TCONV_BWD_FILTER && k == 1 && m->attr.groups == 1;
-                return conv || filter ? j : -1;
-            }
-    }
-    return -1;
-}
-
 /* Zeros around and between (zero insertion by `stride`) the elements of x. */
 void lower_pad(lprogram *p, const ir_node *n)
 {

@@ -112,6 +112,14 @@ int64_t memplan(ir_graph *g, int reuse, const ir_graph *like, plan_stats *stats)
             if (b >= 0 && iv[b].end < i)
                 iv[b].end = i;
         }
+    /* A pad done by the kernel that reads it (pad_inlined) reads its input
+     * there: that input lives to that node. */
+    for (int i = 0; i < g->nnodes; i++) {
+        int at = pad_inlined(g, &g->nodes[i]);
+        int b = at >= 0 ? index[base_of(g, g->nodes[i].in[0])] : -1;
+        if (b >= 0 && iv[b].end < at)
+            iv[b].end = at;
+    }
     int keep[2] = {g->loss, g->logits};
     for (int k = 0; k < 2; k++)
         if (keep[k] >= 0 && index[base_of(g, keep[k])] >= 0)

@@ -39,6 +39,22 @@
 
 #include "cnnc.h"
 
+int pad_inlined(const ir_graph *g, const ir_node *n)
+{
+    if (n->op != OP_PAD || n->attr.stride[0] != 1 || n->attr.stride[1] != 1)
+        return -1;
+    for (int j = (int)(n - g->nodes) + 1; j < g->nnodes; j++) {
+        const ir_node *m = &g->nodes[j];
+        for (int k = 0; k < m->nin; k++)
+            if (m->in[k] == n->out[0]) {
+                int conv = m->op == OP_TCONV && k == 0 && !m->attr.phases;
+                int filter = m->op == OP_TCONV_BWD_FILTER && k == 1 && m->attr.groups == 1;
+                return conv || filter ? j : -1;
+            }
+    }
+    return -1;
+}
+
 int64_t pack_offset(int64_t k, int64_t c, int64_t r, int64_t s, int64_t kg, int64_t cg, int64_t R,
                     int64_t S, int lanes)
 {
