@@ -997,18 +997,40 @@ static int64_t sfilter_step_cost(int64_t rk, int64_t tc)
     return fmas > loads ? fmas : loads;
 }
 
+/* Cycles of the lane sums of one tap of an rk-row tile: emit_lane_sums's
+ * pairwise network over rk vectors (a combination is two shuffles and an
+ * add: about 1.5 cycles).  Per example they are 5% of the benchmark
+ * convolution's weight gradient in 5 x 5 tiles. */
+static int64_t sfilter_sums_cost(const lprogram *p, int64_t rk)
+{
+    int64_t combinations = 0, n = rk;
+    for (int w = p->target->lanes; w > 1; w /= 2) {
+        n = (n + 1) / 2;
+        combinations += n;
+    }
+    return 3 * combinations / 2;
+}
+
 /* The tile shape with the fewest cycles over all of a channel's tiles
- * (remainders included) among those that fit the registers. */
-static void sfilter_shape(const lprogram *p, int64_t kg, int64_t T, int *rk_out, int *tc_out)
+ * (remainders included) among those that fit the registers: `steps`
+ * reduction steps per example, then each tap's lane sums.  The 64-channel
+ * benchmark layer: 8 x 3 tiles (eight outputs' sums in one network), not
+ * 5 x 5 of the same FMAs and loads (its weight gradient 13.43 -> 13.14 ms,
+ * kernels.py 5 rounds; 9 x 3 13.83, 6 x 4 13.85, 4 x 6 13.37, 12 x 2
+ * 14.14). */
+static void sfilter_shape(const lprogram *p, int64_t kg, int64_t T, int64_t steps, int *rk_out,
+                          int *tc_out)
 {
     int64_t best = -1;
     for (int64_t rk = 1; rk <= kg; rk++)
         for (int64_t tc = 1; tc <= T && tile_fits(p, rk, tc, 0); tc++) {
             int64_t cost = 0;
             for (int64_t k0 = 0; k0 < kg; k0 += rk)
-                for (int64_t t0 = 0; t0 < T; t0 += tc)
-                    cost += sfilter_step_cost(kg - k0 < rk ? kg - k0 : rk,
-                                              T - t0 < tc ? T - t0 : tc);
+                for (int64_t t0 = 0; t0 < T; t0 += tc) {
+                    int64_t rows = kg - k0 < rk ? kg - k0 : rk, taps = T - t0 < tc ? T - t0 : tc;
+                    cost += steps * sfilter_step_cost(rows, taps) +
+                            taps * sfilter_sums_cost(p, rows);
+                }
             /* equal cost: the bigger tile (fewer passes over dy and x) */
             if (best < 0 || cost < best ||
                 (cost == best && rk * tc > (int64_t)*rk_out * *tc_out)) {
@@ -1098,7 +1120,8 @@ static void sfilter_all(lprogram *p, lstmt *parent, filter_ctx *c)
 {
     int rk = 1, tc = 1, kb, ch, kk, ex;
     int64_t T = (int64_t)c->R * c->S;
-    sfilter_shape(p, c->kg, T, &rk, &tc);
+    int64_t steps = c->oh * ((c->ow + p->target->lanes - 1) / p->target->lanes);
+    sfilter_shape(p, c->kg, T, steps, &rk, &tc);
     zero_group_sums(p, parent, c);
     /* Example by example: its dy rows for a block of output channels stay
      * in L1 while every input channel's tiles read them (over the part's
