@@ -126,6 +126,16 @@ static void compare(tu_model *m, int n, uint64_t seed)
     free(y);
 }
 
+/* The test net called name (nets.c); the test fails where there is none. */
+static const net_case *net_named(const char *name)
+{
+    for (int i = 0; i < test_net_count; i++)
+        if (strcmp(test_nets[i].name, name) == 0)
+            return &test_nets[i];
+    ck_abort_msg("no test net %s", name);
+    return NULL;
+}
+
 static void check_case(const char *name, const char *text, int opt_level)
 {
     tu_model m;
@@ -142,11 +152,7 @@ START_TEST(test_forward_chunks)
 {
     static const char *const names[] = {"batchnorm", "strided_1x1", "fusion", "dropout_acts"};
     for (int k = 0; k < 4; k++) {
-        const net_case *net = NULL;
-        for (int i = 0; i < test_net_count; i++)
-            if (strcmp(test_nets[i].name, names[k]) == 0)
-                net = &test_nets[i];
-        ck_assert_msg(net != NULL, "no test net %s", names[k]);
+        const net_case *net = net_named(names[k]);
         tu_model m;
         ck_assert_msg(tu_compile_chunked(&m, net->name, net->text, 2, 2) == 0,
                       "%s did not compile", net->name);
@@ -333,11 +339,7 @@ static int count_ops(const ir_graph *g, op_kind op, int *with_post)
 
 START_TEST(test_fusion_graph)
 {
-    const net_case *net = NULL;
-    for (int i = 0; i < test_net_count; i++)
-        if (strcmp(test_nets[i].name, "fusion") == 0)
-            net = &test_nets[i];
-    ck_assert_ptr_nonnull(net);
+    const net_case *net = net_named("fusion");
     for (int level = 0; level <= 2; level += 2) {
         cnnc_unit u;
         front_end(&u, level, "fusion.cnn", net->text);
@@ -698,11 +700,7 @@ START_TEST(test_keep_pads)
     static const char *const names[] = {"conv_basic", "spatial_filter", "channel_tiles",
                                         "channel_phases", "bn_sums"};
     for (int k = 0; k < 5; k++) {
-        const net_case *net = NULL;
-        for (int i = 0; i < test_net_count; i++)
-            if (strcmp(test_nets[i].name, names[k]) == 0)
-                net = &test_nets[i];
-        ck_assert_msg(net != NULL, "no test net %s", names[k]);
+        const net_case *net = net_named(names[k]);
         cnnc_options opt = {0};
         opt.opt_level = 2;
         opt.keep_pads = 1;
@@ -754,11 +752,7 @@ START_TEST(test_bn_sums)
 {
     char *resnet = read_file("examples/resnet8.cnn");
     ck_assert_ptr_nonnull(resnet);
-    const net_case *net = NULL;
-    for (int i = 0; i < test_net_count; i++)
-        if (strcmp(test_nets[i].name, "bn_sums") == 0)
-            net = &test_nets[i];
-    ck_assert_ptr_nonnull(net);
+    const net_case *net = net_named("bn_sums");
     const char *texts[2] = {net->text, resnet};
     static const int expect[2][2] = {{4, 3}, {9, 6}}; /* batch norms, summed */
     for (int level = 0; level <= 2; level += 2)
