@@ -496,6 +496,7 @@ static int build_module(cg *c, cnnc_unit *u, int with_main, const split *sp, int
 
 static void cg_dispose(cg *c)
 {
+    emit_dispose(c);
     if (c->b)
         LLVMDisposeBuilder(c->b);
     if (c->mod)

@@ -26,6 +26,7 @@ typedef struct cg {
     const char *triple;
     const char *cpu;
     int opt_level;
+    struct vn_table *vn;     /* llvm_emit.c's value numbering, for every kernel */
 } cg;
 
 /* Fields of the frame struct. */
@@ -40,6 +41,8 @@ enum { CTX_ABI, CTX_RESERVED, CTX_MODEL, CTX_PARAMS, CTX_GRADS, CTX_ARENA, CTX_P
  * the same library). */
 LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char *name,
                          int exported);
+/* What emit_kernel keeps between kernels, freed. */
+void emit_dispose(cg *c);
 
 /* target.c: a target machine for triple/cpu (NULL = host); the data layout
  * and triple are set on c->mod.  Reports a clear error and returns -1 for

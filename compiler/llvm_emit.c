@@ -875,8 +875,12 @@ static void begin_function(kemit *e)
 LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char *name,
                          int exported)
 {
-    vn_table vn = {calloc(VN_SIZE, sizeof(vn_entry)), 1, 0, NULL};
-    kemit e = {c, p, k, NULL, NULL, NULL, NULL, 0, 0, &vn};
+    if (!c->vn) {
+        c->vn = calloc(1, sizeof *c->vn);
+        c->vn->at = calloc(VN_SIZE, sizeof(vn_entry));
+    }
+    kemit e = {c, p, k, NULL, NULL, NULL, NULL, 0, 0, c->vn};
+    vn_flush(&e); /* nothing of another function's */
     e.fn = LLVMAddFunction(c->mod, name, c->kernel_fn);
     if (exported)
         LLVMSetVisibility(e.fn, LLVMHiddenVisibility);
@@ -895,6 +899,13 @@ LLVMValueRef emit_kernel(cg *c, const lprogram *p, const lkernel *k, const char 
     LLVMBuildRetVoid(c->b);
     free(e.slots);
     free(e.bases);
-    free(vn.at);
     return e.fn;
+}
+
+void emit_dispose(cg *c)
+{
+    if (c->vn)
+        free(c->vn->at);
+    free(c->vn);
+    c->vn = NULL;
 }
