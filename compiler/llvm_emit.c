@@ -25,10 +25,11 @@
 
 /* Value numbering within a basic block: the loop IR spells every index
  * out in full at every load and store (a tile's 72 FMAs each compute
- * their addresses from the loop counters), and LLVM's passes took a third
- * of their time removing the copies.  Integer operations, loop counters'
- * loads and addresses already built in the block being filled are reused
- * instead.  Entries belong to one block (gen): a new block, or a store
+ * their addresses from the loop counters), and LLVM's passes spent their
+ * time removing the copies.  Integer operations, loop counters' loads and
+ * addresses already built in the block being filled are reused instead
+ * (LeNet-5's IR before the passes 60 203 -> 41 710 lines, ResNet-8's LLVM
+ * time 1.25 -> 1.155 s, the same machine code).  Entries belong to one block (gen): a new block, or a store
  * to any variable's slot, starts afresh. */
 #define VN_SIZE 8192
 typedef struct vn_entry {

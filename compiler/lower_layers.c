@@ -976,8 +976,8 @@ void lower_mse_loss_bwd(lprogram *p, const ir_node *n)
 /* ---- the packing kernels of tiled ops (pack.c) ------------------------------------------ */
 
 /* One example padded (stride 1), rows in vectors: by the pad's own kernel,
- * or, for the network's input read first by a tiled convolution or weight
- * gradient (pad_inlined), by that kernel just before its tiles read the
+ * or, where a tiled convolution or weight gradient reads the padded tensor
+ * first (pad_inlined), by that kernel just before its tiles read the
  * example, which is then still in L2 (the benchmark convolution: a 0.73 ms
  * pass over memory of its 14 ms less). */
 typedef struct pad_row {
@@ -1049,13 +1049,13 @@ void lower_pad(lprogram *p, const ir_node *n)
 
 /* dst[dst_at + t*dst_step] = src[src_at + t*src_step] for t < count:
  * scalar copies, PACK_UNROLL at a time (unrolled here, so LLVM is not
- * asked to). */
+ * asked to: the packing kernels are tiled). */
 #define PACK_UNROLL 8
 static void copy_row(lprogram *p, lstmt *parent, int dst, lexpr *dst_at, int64_t dst_step,
                      int src, lexpr *src_at, int64_t src_step, int64_t count)
 {
     int tb, u;
-    int64_t groups = p->target ? count / PACK_UNROLL : 0;
+    int64_t groups = count / PACK_UNROLL;
     if (groups) {
         lstmt *b = groups > 1 ? loop(p, parent, "tb", groups, &tb) : parent;
         lexpr *t0 = groups > 1 ? lx_mul(p, V(p, tb), I(p, PACK_UNROLL)) : I(p, 0);
@@ -1065,20 +1065,11 @@ static void copy_row(lprogram *p, lstmt *parent, int dst, lexpr *dst_at, int64_t
         ls_store(p, copies->body, dst, lx_madd(p, t, dst_step, dst_at),
                  lx_load(p, src, lx_madd(p, t, src_step, src_at)), 0);
     }
-    if (!p->target) { /* -O0: a plain loop */
-        lstmt *b = loop(p, parent, "t", count, &tb);
-        ls_store(p, b, dst, lx_madd(p, V(p, tb), dst_step, dst_at),
-                 lx_load(p, src, lx_madd(p, V(p, tb), src_step, src_at)), 0);
-        return;
-    }
     for (int64_t t = groups * PACK_UNROLL; t < count; t++)
         ls_store(p, parent, dst, lx_add(p, dst_at, I(p, t * dst_step)),
                  lx_load(p, src, lx_add(p, src_at, I(p, t * src_step))), 0);
 }
 
-/* Weights in the order of the tiled kernels (pack_offset); PACK_FLIPPED
- * also swaps input and output channels within each group and flips the
- * kernel, for the backward-data convolution. */
 /* PACK_PHASES: per phase (ph, pw), per tap (t', u') of it, the weights
  * W[g*cg + c][kin][r][s] at [g][c][t'][u'][kin] of the phase's block. */
 static void pack_phases(lprogram *p, const ir_node *n)
@@ -1116,9 +1107,13 @@ static void pack_phases(lprogram *p, const ir_node *n)
                     copy_row(p, b, bo, dst, taps * kg, bw, src, kg * R * S, cg);
                 }
         }
-    kern->tiled = p->target != NULL;
+    kern->tiled = 1;
 }
 
+/* The weights of a tiled convolution or dense layer, blocks of `lanes`
+ * output channels in pack_offset's order: each output channel's row of
+ * taps copied as a strided column of its block (PACK_FORWARD), or, for
+ * PACK_FLIPPED, each (output, input) channel pair's taps reversed. */
 static void pack_rows(lprogram *p, const ir_node *n, lkernel *kern, int bw, int bo)
 {
     const ir_attrs *a = &n->attr;
@@ -1154,44 +1149,18 @@ static void pack_rows(lprogram *p, const ir_node *n, lkernel *kern, int bw, int 
     kern->tiled = 1;
 }
 
+/* Weights in the order of the tiled kernels (pack_offset); PACK_FLIPPED
+ * also swaps input and output channels within each group and flips the
+ * kernel, for the backward-data convolution.  Pack nodes exist only in
+ * tiled graphs (pack.c), so only with a target. */
 void lower_pack_weights(lprogram *p, const ir_node *n)
 {
-    const ir_attrs *a = &n->attr;
-    if (a->mode == PACK_PHASES) {
+    assert(p->target);
+    if (n->attr.mode == PACK_PHASES)
         pack_phases(p, n);
-        return;
-    }
-    if (p->target) {
+    else
         pack_rows(p, n, lp_kernel(p, n->name, (int)(n - p->g->nodes)), lp_buf(p, n->in[0]),
                   lp_buf(p, n->out[0]));
-        return;
-    }
-    int64_t kt = a->filters, cg = a->units, kg = kt / a->groups, lanes = a->lanes;
-    int R = a->kernel[0], S = a->kernel[1];
-    int bw = lp_buf(p, n->in[0]), bo = lp_buf(p, n->out[0]);
-    lkernel *kern = lp_kernel(p, n->name, (int)(n - p->g->nodes));
-    int k, c, r, s;
-    lstmt *b = loop_par(p, kern->body, "k", kt, &k);
-    b = loop(p, b, "c", cg, &c);
-    b = loop(p, b, "r", R, &r);
-    b = loop(p, b, "s", S, &s);
-    lexpr *g = lx_div(p, V(p, k), I(p, kg)), *kin = lx_bin(p, LX_REM, V(p, k), I(p, kg));
-    lexpr *block = lx_mul(p, lx_div(p, kin, I(p, lanes)), I(p, lanes));
-    lexpr *width = lx_bin(p, LX_MIN, I(p, lanes), lx_sub(p, I(p, kg), block));
-    lexpr *tap = lx_madd(p, lx_madd(p, V(p, c), R, V(p, r)), S, V(p, s));
-    lexpr *dst = lx_add(p, lx_add(p, lx_mul(p, lx_add(p, lx_mul(p, g, I(p, kg)), block),
-                                            I(p, cg * R * S)),
-                                  lx_mul(p, tap, width)),
-                        lx_sub(p, kin, block));
-    lexpr *src;
-    if (a->mode == PACK_FORWARD) {
-        src = lx_madd(p, lx_madd(p, lx_madd(p, V(p, k), cg, V(p, c)), R, V(p, r)), S, V(p, s));
-    } else { /* W[g*cg + c][kin][R-1-r][S-1-s], W of shape [groups*cg][kg][R][S] */
-        lexpr *oc = lx_add(p, lx_mul(p, g, I(p, cg)), V(p, c));
-        lexpr *fr = lx_sub(p, I(p, R - 1), V(p, r)), *fs = lx_sub(p, I(p, S - 1), V(p, s));
-        src = lx_madd(p, lx_madd(p, lx_madd(p, oc, kg, kin), R, fr), S, fs);
-    }
-    ls_store(p, b, bo, dst, lx_load(p, bw, src), 0);
 }
 
 typedef struct nhwc_ctx {

@@ -363,6 +363,16 @@ static void prefetch_span(lprogram *p, lstmt *parent, int buf, lexpr *first, lex
     ls_prefetch(p, b, buf, lx_add(p, first, lx_mul(p, V(p, q), I(p, CACHE_LINE_FLOATS))), 0);
 }
 
+/* The pad node whose padding of each example tiled node n does itself
+ * (pad_inlined) for its input `input`, or -1. */
+static int own_pad(const lprogram *p, const ir_node *n, int input)
+{
+    int pad = p->g->values[n->in[input]].producer;
+    if (pad < 0 || pad_inlined(p->g, &p->g->nodes[pad]) != (int)(n - p->g->nodes))
+        return -1;
+    return pad;
+}
+
 /* The loops of every form of tiled convolution n in kernel k: examples
  * in parallel (*n_var), and in each, groups (*g_var), whose body is
  * returned for the tiles.  Around the groups: example i of x padded first
@@ -372,8 +382,8 @@ static void prefetch_span(lprogram *p, lstmt *parent, int buf, lexpr *first, lex
 static lstmt *example_loops(lprogram *p, const ir_node *n, lkernel *k, int *n_var, int *g_var)
 {
     lstmt *ex = loop_n_par(p, k->body, n_var);
-    int pad = p->g->values[n->in[0]].producer, x = n->in[0];
-    if (pad >= 0 && pad_inlined(p->g, &p->g->nodes[pad]) == (int)(n - p->g->nodes)) {
+    int pad = own_pad(p, n, 0), x = n->in[0];
+    if (pad >= 0) {
         pad_example(p, &p->g->nodes[pad], ex, V(p, *n_var));
         x = p->g->nodes[pad].in[0]; /* what the next example's pad will read */
     }
@@ -1068,25 +1078,14 @@ static int64_t example_share(lprogram *p, const filter_ctx *c, int v, lexpr *nex
     return share;
 }
 
-/* The pad node whose padding of each example weight gradient n does
- * itself (pad_inlined: its x is the network's input, padded for it alone
- * under --keep-pads), or -1. */
-static int filter_pad(const lprogram *p, const ir_node *n)
-{
-    int pad = p->g->values[n->in[1]].producer;
-    if (pad < 0 || pad_inlined(p->g, &p->g->nodes[pad]) != (int)(n - p->g->nodes))
-        return -1;
-    return pad;
-}
-
-/* Example `example` of weight gradient n's x, padded into parent before
- * the example's tiles read it, where the kernel does the padding
- * (filter_pad): the example is then in L2 for them (the benchmark
+/* Example `example` of weight gradient n's x (its input 1), padded into
+ * parent before the example's tiles read it, where the kernel does the
+ * padding (own_pad): the example is then in L2 for them (the benchmark
  * convolution's weight gradient under --keep-pads: a 0.65 ms pass over
  * memory before it, the padding now inside it). */
 static void filter_pad_example(lprogram *p, const ir_node *n, lstmt *parent, lexpr *example)
 {
-    int pad = filter_pad(p, n);
+    int pad = own_pad(p, n, 1);
     if (pad >= 0)
         pad_example(p, &p->g->nodes[pad], parent, example);
 }
@@ -1101,7 +1100,7 @@ static void filter_pad_example(lprogram *p, const ir_node *n, lstmt *parent, lex
  * faults). */
 static void prefetch_next_example(lprogram *p, lstmt *parent, const filter_ctx *c, lexpr *next)
 {
-    int pad = filter_pad(p, c->n); /* x not yet padded: fetch what the pad reads */
+    int pad = own_pad(p, c->n, 1); /* x not yet padded: fetch what the pad reads */
     int v[2] = {c->n->in[0], pad >= 0 ? p->g->nodes[pad].in[0] : c->n->in[1]};
     lexpr *first[2] = {NULL, NULL};
     int64_t floats[2];
